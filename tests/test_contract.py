@@ -1,0 +1,203 @@
+"""One battery over every registered model: what the model contract promises, checked.
+
+A model added to the registry is covered here without further wiring. Models above
+``FULL_LIMIT`` parameters get the shape checks only (abstract evaluation, nothing allocated).
+"""
+
+import dataclasses
+
+import jax
+import jax.test_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import PartitionSpec
+
+import zoo
+from zoo import interop, sharding
+from zoo.train import init_state, loss_fn, make_train_step
+from zoo.types import LOGICAL_AXES
+from tests.tolerances import SHARDED, assert_close
+
+FULL_LIMIT = 5_000_000     # parameters: above this, shape checks only
+GRAD_LIMIT = 20_000        # parameters: numerical gradient checks in float64
+BATCH = 8                  # divides every data-axis size of the meshes below
+MESHES = [(8, 1, 1), (2, 2, 2), (1, 2, 4)]
+
+ALL = zoo.list_models()
+FULL = [n for n in ALL if zoo.get(n).num_params() <= FULL_LIMIT]
+SMALL = [n for n in ALL if zoo.get(n).num_params() <= GRAD_LIMIT]
+
+
+def _setup(name, batch=BATCH):
+    spec = zoo.get(name)
+    params = spec.init(jax.random.key(0))
+    inputs = spec.example_inputs(jax.random.key(1), batch)
+    return spec, params, inputs
+
+
+def _leaves_close(a, b, **kw):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert_close(x, y, **kw)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_config_is_frozen_hashable_and_has_dtype(name):
+    cfg = zoo.get(name).config
+    hash(cfg)
+    assert dataclasses.is_dataclass(cfg) and cfg.__dataclass_params__.frozen
+    assert hasattr(cfg, "dtype"), "every Config has a dtype field"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.dtype = "float16"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_eval_shape_params_are_float32_dicts(name):
+    spec = zoo.get(name)
+    shapes = jax.eval_shape(spec.init, jax.random.key(0))
+
+    def check(node, path="params"):
+        assert isinstance(node, dict), f"{path} is a {type(node).__name__}, not a dict"
+        for k, v in node.items():
+            if isinstance(v, dict):
+                check(v, f"{path}[{k!r}]")
+            else:
+                assert v.dtype == jnp.float32, f"{path}[{k!r}] is {v.dtype}"
+    check(shapes)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_eval_shape_matches_apply(name):
+    spec = zoo.get(name)
+    params = jax.eval_shape(spec.init, jax.random.key(0))
+    inputs = jax.eval_shape(lambda k: spec.example_inputs(k, 3), jax.random.key(1))
+    out = jax.eval_shape(spec.apply, params, *inputs)
+    for leaf in jax.tree.leaves(out):
+        assert leaf.shape[0] == 3, f"outputs lead with the batch axis, got {leaf.shape}"
+    if name in FULL:
+        real = spec.apply(spec.init(jax.random.key(0)), *spec.example_inputs(jax.random.key(1), 3))
+        assert jax.tree.map(lambda a: (a.shape, a.dtype), real) == \
+            jax.tree.map(lambda a: (a.shape, a.dtype), out)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_param_axes_match_params(name):
+    spec = zoo.get(name)
+    shapes = jax.eval_shape(spec.init, jax.random.key(0))
+    axes = spec.param_axes()
+    is_spec = lambda a: isinstance(a, PartitionSpec)
+    assert jax.tree.structure(shapes) == jax.tree.structure(
+        jax.tree.map(lambda a: 0, axes, is_leaf=is_spec))
+    for leaf, ax in zip(jax.tree.leaves(shapes), jax.tree.leaves(axes, is_leaf=is_spec)):
+        assert is_spec(ax)
+        assert len(ax) == leaf.ndim, f"axes {ax} for a leaf of shape {leaf.shape}"
+        assert all(a is None or a in LOGICAL_AXES for a in ax), ax
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_same_key_same_params_other_key_other_params(name):
+    spec = zoo.get(name)
+    a, b = spec.init(jax.random.key(3)), spec.init(jax.random.key(3))
+    c = spec.init(jax.random.key(4))
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_jit_equals_eager(name):
+    spec, params, inputs = _setup(name)
+    with jax.disable_jit():
+        eager = spec.apply(params, *inputs)
+    _leaves_close(jax.jit(spec.apply)(params, *inputs), eager)
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_vmap_equals_batched_call(name):
+    spec, params, inputs = _setup(name)
+
+    def one(*xs):
+        out = spec.apply(params, *(x[None] for x in xs))
+        return jax.tree.map(lambda o: o[0], out)
+    _leaves_close(jax.vmap(one)(*inputs), spec.apply(params, *inputs))
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_gradients_match_finite_differences_in_float64(name):
+    with jax.enable_x64(True):
+        spec = zoo.get(name).replace(dtype="float64")
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), spec.init(jax.random.key(0)))
+        inputs = tuple(x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x
+                       for x in spec.example_inputs(jax.random.key(1), 4))
+        out = spec.apply(params, *inputs)
+        weights = jax.tree.map(lambda o: jax.random.normal(jax.random.key(2), o.shape,
+                                                            jnp.float64), out)
+
+        def f(p):
+            o = spec.apply(p, *inputs)
+            return sum(jnp.vdot(a, w) for a, w in zip(jax.tree.leaves(o), jax.tree.leaves(weights)))
+        grads = jax.grad(f)(params)
+        assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+        jax.test_util.check_grads(f, (params,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6,
+                                 eps=1e-6)
+
+
+@pytest.mark.parametrize("mesh_shape", MESHES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", FULL)
+def test_sharded_equals_unsharded(name, mesh_shape):
+    spec, params, inputs = _setup(name)
+    expected = jax.jit(spec.apply)(params, *inputs)
+    mesh = sharding.make_mesh(mesh_shape)
+    placed = sharding.shard_params(params, spec.param_axes(), mesh)
+    batch = sharding.shard_batch(inputs, mesh)
+    with sharding.use_mesh(mesh):
+        out = jax.jit(spec.apply)(placed, *batch)
+    for o, e in zip(jax.tree.leaves(out), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(o), np.asarray(e), **SHARDED)
+    data = mesh.shape["data"] * mesh.shape["fsdp"]
+    for x in jax.tree.leaves(batch):
+        assert len(x.addressable_shards) == 8
+        assert x.addressable_shards[0].data.shape[0] == BATCH // data
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_interop_wrappers_agree(name):
+    spec, _, inputs = _setup(name)
+    linen = interop.to_linen(spec)
+    variables = linen.init(jax.random.key(0), *inputs)
+    _leaves_close(linen.apply(variables, *inputs), spec.apply(variables["params"]["zoo"], *inputs))
+    nnx_model = interop.to_nnx(spec, jax.random.key(0))
+    _leaves_close(nnx_model(*inputs), spec.apply(nnx_model.zoo_params(), *inputs))
+    eqx = pytest.importorskip("equinox")
+    eqx_model = interop.to_equinox(spec, jax.random.key(0))
+    _leaves_close(eqx.filter_jit(lambda m, *xs: m(*xs))(eqx_model, *inputs),
+                  spec.apply(spec.init(jax.random.key(0)), *inputs))
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_train_step_lowers_the_loss(name):
+    spec = zoo.get(name)
+    optimizer = optax.adam(1e-3)
+    state = init_state(spec, optimizer, jax.random.key(0))
+    inputs, targets = spec.example_batch(jax.random.key(1), BATCH)
+    before = loss_fn(spec)(state.params, inputs, targets)
+    step = make_train_step(spec, optimizer)
+    for _ in range(5):
+        state, loss = step(state, inputs, targets)
+    after = loss_fn(spec)(state.params, inputs, targets)
+    assert np.isfinite(float(loss)) and float(after) < float(before)
+    assert int(state.step) == 5
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_bad_inputs_name_the_argument(name):
+    spec, params, inputs = _setup(name, batch=2)
+    for i in range(len(inputs)):
+        wrong_rank = list(inputs)
+        wrong_rank[i] = inputs[i][None]
+        with pytest.raises(ValueError, match="rank"):
+            spec.apply(params, *wrong_rank)
+        wrong_dtype = list(inputs)
+        wrong_dtype[i] = inputs[i].astype(jnp.complex64)
+        with pytest.raises(TypeError, match="dtype"):
+            spec.apply(params, *wrong_dtype)

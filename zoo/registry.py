@@ -1,0 +1,133 @@
+"""The table of named models: every test, benchmark, trainer and CLI command goes through it.
+
+Each family module contributes one model per preset, named ``"<family>-<preset>"``. A
+:class:`ModelSpec` binds a family's pure functions to one config so that callers need not
+carry the config around.
+
+>>> import zoo
+>>> spec = zoo.get("perceptron-tiny")
+>>> spec.family, spec.task, spec.config.in_dim
+('perceptron', 'binary', 2)
+"""
+
+import dataclasses
+import difflib
+import importlib
+import math
+from types import ModuleType
+from typing import Any
+
+import jax
+
+#: Family modules, in the order of the course.
+FAMILIES = ("perceptron", "mlp")
+
+_REQUIRED = ("Config", "PRESETS", "init", "apply", "param_axes", "example_batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A named model: a family's pure functions bound to one config.
+
+    Attributes:
+        name: registry name, ``"<family>-<preset>"``.
+        family: the family module's short name (``"mlp"``).
+        config: the family's frozen ``Config``.
+        task: what the outputs mean, which picks the default loss (``"binary"``,
+            ``"classification"``, ``"regression"``, ...).
+    """
+    name: str
+    family: str
+    config: Any
+    task: str
+    module: ModuleType = dataclasses.field(repr=False, compare=False)
+
+    def init(self, key: jax.Array):
+        """``module.init(key, config)``: a fresh params tree."""
+        return self.module.init(key, self.config)
+
+    def apply(self, params, *inputs, **kw):
+        """``module.apply(params, *inputs, config, **kw)``."""
+        return self.module.apply(params, *inputs, self.config, **kw)
+
+    def param_axes(self):
+        """The logical sharding of :meth:`init`'s tree."""
+        return self.module.param_axes(self.config)
+
+    def example_batch(self, key: jax.Array, batch_size: int):
+        """``(inputs, targets)``: random inputs of the right shapes and matching targets."""
+        return self.module.example_batch(key, self.config, batch_size)
+
+    def example_inputs(self, key: jax.Array, batch_size: int) -> tuple:
+        """A tuple of random inputs for :meth:`apply`, leading axis ``batch_size``."""
+        return self.example_batch(key, batch_size)[0]
+
+    def num_params(self) -> int:
+        """Number of scalar parameters (computed from shapes, nothing allocated)."""
+        shapes = jax.eval_shape(self.init, jax.random.key(0))
+        return sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
+
+    def replace(self, **changes) -> "ModelSpec":
+        """The same model with some config fields changed (validated by the config).
+
+        >>> zoo.get("mlp-tiny").replace(out_dim=5).config.out_dim
+        5
+        """
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, **changes))
+
+
+def _family(name: str) -> ModuleType:
+    module = importlib.import_module(f"zoo.{name}")
+    missing = [attr for attr in _REQUIRED if not hasattr(module, attr)]
+    if missing:
+        raise TypeError(f"family module zoo.{name} lacks {missing}")
+    return module
+
+
+def _task(module, cfg) -> str:
+    return module.task_of(cfg) if hasattr(module, "task_of") else module.TASK
+
+
+def _build() -> dict[str, ModelSpec]:
+    table = {}
+    for family in FAMILIES:
+        module = _family(family)
+        for preset, cfg in module.PRESETS.items():
+            name = f"{family}-{preset}"
+            table[name] = ModelSpec(name, family, cfg, _task(module, cfg), module)
+    return table
+
+
+_TABLE: dict[str, ModelSpec] | None = None
+
+
+def _table() -> dict[str, ModelSpec]:
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _build()
+    return _TABLE
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Names of the registered models, optionally of one family.
+
+    >>> zoo.list_models("perceptron")
+    ['perceptron-tiny', 'perceptron-small']
+    """
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"family must be one of {list(FAMILIES)}, got {family!r}")
+    return [n for n, s in _table().items() if family is None or s.family == family]
+
+
+def get(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name``.
+
+    Raises:
+        KeyError: if no model has that name (the message suggests close names).
+    """
+    table = _table()
+    if name not in table:
+        close = difflib.get_close_matches(name, table, n=3)
+        hint = f"; did you mean {close}?" if close else f"; known: {sorted(table)}"
+        raise KeyError(f"no model named {name!r}{hint}")
+    return table[name]

@@ -1,0 +1,217 @@
+"""Sharding: one table maps logical axis names to the mesh axes ``data``, ``fsdp``, ``tensor``.
+
+Model files name only logical axes (``batch``, ``embed``, ``hidden`` ...; see
+:mod:`zoo.types`). This module owns the mapping, so changing a parallelism strategy is a
+change to :data:`RULES` and nothing else.
+
+* ``batch`` splits over ``data`` and ``fsdp`` (both are data-parallel for activations);
+* ``embed`` splits parameters over ``fsdp`` (fully-sharded data parallel);
+* ``mlp``, ``hidden``, ``heads``, ``gates``, ``vocab``, ``channels`` split over ``tensor``
+  (tensor parallelism, Megatron style).
+
+When one array names two logical axes that map to the same mesh axis, the first keeps it and
+the second is replicated (:func:`flax.linen.logical_to_mesh_axes` resolves this), so a
+``[hidden, mlp]`` matrix splits its rows only.
+
+Meshes are made with ``AxisType.Auto`` on every axis: the compiler propagates shardings from
+the placed parameters and the constraints at block boundaries, the classic GSPMD model. Every
+model then runs unchanged on one device, eight, or many hosts.
+
+Example:
+    >>> import jax, zoo
+    >>> from zoo import sharding
+    >>> spec = zoo.get("mlp-tiny")
+    >>> mesh = sharding.make_mesh((2, 2, 2))
+    >>> params = sharding.shard_params(spec.init(jax.random.key(0)), spec.param_axes(), mesh)
+    >>> x = sharding.shard_batch(spec.example_inputs(jax.random.key(1), 8)[0], mesh)
+    >>> with sharding.use_mesh(mesh):
+    ...     y = jax.jit(spec.apply)(params, x)
+    >>> y.shape
+    (8, 3)
+"""
+
+import math
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from zoo._checks import shape_str
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+#: Logical axis name -> mesh axis (or tuple of mesh axes). Names absent here are replicated.
+RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("hidden", "tensor"),
+    ("heads", "tensor"),
+    ("gates", "tensor"),
+    ("vocab", "tensor"),
+    ("channels", "tensor"),
+    ("seq", None),
+    ("head_dim", None),
+    ("layers", None),
+)
+
+
+def make_mesh(shape: Sequence[int] | None = None, *, devices=None) -> Mesh:
+    """Builds a ``(data, fsdp, tensor)`` mesh with explicit ``Auto`` axis types.
+
+    Args:
+        shape: sizes of the ``data``, ``fsdp`` and ``tensor`` axes; their product must equal
+            the number of devices. Default: every device on ``data``.
+        devices: the devices to use (default ``jax.devices()``).
+
+    Raises:
+        ValueError: if ``shape`` does not have three positive entries or does not fit the
+            devices.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    shape = (len(devices), 1, 1) if shape is None else tuple(shape)
+    if len(shape) != 3 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape):
+        raise ValueError(
+            f"mesh shape must be three positive ints for {MESH_AXES}, got {shape!r}")
+    if math.prod(shape) != len(devices):
+        raise ValueError(
+            f"mesh shape {shape_str(shape)} needs {math.prod(shape)} devices, "
+            f"but {len(devices)} are available")
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+
+
+def use_mesh(mesh: Mesh):
+    """Context manager that makes ``mesh`` current for :func:`constrain` and jit."""
+    return jax.set_mesh(mesh)
+
+
+def logical_to_mesh(logical: PartitionSpec | Sequence[str | None],
+                    rules=RULES) -> PartitionSpec:
+    """Maps a spec of logical names to a spec of mesh axes through ``rules``.
+
+    >>> logical_to_mesh(("batch", "embed", "hidden"))
+    PartitionSpec(('data', 'fsdp'), None, 'tensor')
+    """
+    from flax.linen import logical_to_mesh_axes   # deferred: keeps `import zoo` light
+    return logical_to_mesh_axes(tuple(logical), rules)
+
+
+def sharding_for(mesh: Mesh, logical, shape: Sequence[int], *, name: str = "array",
+                 rules=RULES) -> NamedSharding:
+    """The ``NamedSharding`` for an array of ``shape`` with logical axes ``logical``.
+
+    Raises:
+        ValueError: if the rank differs from ``len(logical)`` or a dimension does not divide
+            the mesh axes it is split over.
+    """
+    logical = tuple(logical)
+    if len(logical) != len(shape):
+        raise ValueError(
+            f"{name}: logical axes {logical} have rank {len(logical)}, "
+            f"but the array has shape {shape_str(shape)}")
+    spec = logical_to_mesh(logical, rules)
+    for dim, (size, axes) in enumerate(zip(shape, spec)):
+        parts = _axis_size(mesh, axes)
+        if size % parts:
+            raise ValueError(
+                f"{name}: dimension {dim} (logical {logical[dim]!r}) has size {size}, which "
+                f"does not divide mesh axes {axes!r} of size {parts}")
+    return NamedSharding(mesh, spec)
+
+
+def shard_params(params, axes, mesh: Mesh, *, rules=RULES):
+    """Places every parameter on ``mesh`` as its ``param_axes`` entry says.
+
+    Raises:
+        ValueError: if ``axes`` is not the same tree as ``params``, or a dimension does not
+            divide its mesh axes (the message names the parameter).
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    flat_axes, axes_def = jax.tree_util.tree_flatten(
+        axes, is_leaf=lambda a: isinstance(a, PartitionSpec))
+    if axes_def.num_leaves != treedef.num_leaves or \
+            jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(
+                jax.tree_util.tree_unflatten(axes_def, [0] * axes_def.num_leaves)):
+        raise ValueError(f"param_axes tree {axes_def} does not match the params tree {treedef}")
+    placed = [
+        jax.device_put(leaf, sharding_for(
+            mesh, spec, leaf.shape, name="params" + jax.tree_util.keystr(path), rules=rules))
+        for (path, leaf), spec in zip(flat, flat_axes)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, placed)
+
+
+def shard_batch(batch, mesh: Mesh, *, rules=RULES):
+    """Splits the leading (batch) axis of every array in ``batch`` over the data axes.
+
+    Raises:
+        ValueError: if a batch size does not divide ``data * fsdp``.
+    """
+    def place(path, x):
+        logical = ("batch",) + (None,) * (np.ndim(x) - 1)
+        name = "batch" + jax.tree_util.keystr(path)
+        return jax.device_put(x, sharding_for(mesh, logical, np.shape(x), name=name,
+                                              rules=rules))
+    return jax.tree_util.tree_map_with_path(place, batch)
+
+
+def constrain(x: jax.Array, logical: Sequence[str | None], *, rules=RULES) -> jax.Array:
+    """Constrains an activation's sharding by logical axis names.
+
+    The identity when no mesh is current (see :func:`use_mesh`), so model code calls it
+    unconditionally. Axes whose size does not divide their mesh axes are left replicated.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    if len(logical) != x.ndim:
+        raise ValueError(f"constrain: logical axes {tuple(logical)} do not match the "
+                         f"activation's shape {shape_str(x.shape)}")
+    spec = logical_to_mesh(logical, rules)
+    spec = PartitionSpec(*(
+        axes if size % _axis_size(mesh, axes) == 0 else None
+        for size, axes in zip(x.shape, spec)))
+    return jax.lax.with_sharding_constraint(x, spec)
+
+
+def gather_params(params, axes, *, rules=RULES):
+    """FSDP's all-gather: constrains each parameter to its sharding without ``fsdp``.
+
+    Parameters are stored split over ``fsdp`` (and ``tensor``); a model's ``apply`` calls this
+    first so that the compute sees weights split over ``tensor`` only, while the batch stays
+    split over ``data`` and ``fsdp``. The identity when no mesh is current.
+
+    (Gathering explicitly also keeps XLA's partitioner away from programs where one mesh axis
+    splits both the batch and a weight's output dimension, which it miscompiled on CPU in
+    jax 0.10: see ``tests/test_sharding.py::test_fsdp_gather_keeps_results_exact``.)
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return params
+    compute_rules = tuple((name, _without(axes_, "fsdp")) for name, axes_ in rules)
+    leaves, treedef = jax.tree.flatten(params)
+    specs = jax.tree.leaves(axes, is_leaf=lambda a: isinstance(a, PartitionSpec))
+    return treedef.unflatten(
+        [constrain(p, tuple(ax), rules=compute_rules) for p, ax in zip(leaves, specs)])
+
+
+def _without(axes, name):
+    if axes is None or axes == name:
+        return None
+    if isinstance(axes, str):
+        return axes
+    kept = tuple(a for a in axes if a != name)
+    return kept[0] if len(kept) == 1 else (kept or None)
+
+
+def _axis_size(mesh, axes) -> int:
+    if axes is None:
+        return 1
+    names = (axes,) if isinstance(axes, str) else axes
+    return math.prod(mesh.shape[a] for a in names)
+
+
+__all__ = [
+    "MESH_AXES", "RULES", "make_mesh", "use_mesh", "logical_to_mesh", "sharding_for",
+    "shard_params", "shard_batch", "constrain", "gather_params",
+]
