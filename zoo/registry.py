@@ -20,7 +20,13 @@ from typing import Any
 import jax
 
 #: Family modules, in the order of the course.
-FAMILIES = ("perceptron", "mlp")
+FAMILIES = (
+    "perceptron",
+    "mlp",
+    # convolutional families
+    # recurrent families
+    # attention families
+)
 
 _REQUIRED = ("Config", "PRESETS", "init", "apply", "param_axes", "example_batch")
 

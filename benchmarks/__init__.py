@@ -1,0 +1,1 @@
+"""Benchmark suites for zoo: run with ``python -m benchmarks.<suite>``."""

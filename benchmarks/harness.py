@@ -1,0 +1,131 @@
+"""The one timing harness every benchmark uses.
+
+Rules it enforces: compile time is measured apart from run time; inputs are placed on the
+device before timing; every call is followed by ``block_until_ready``; a warm-up precedes the
+repeats; results report the median with min and max. Each record carries the environment
+(device, platform, dtype, matmul precision, library versions) so numbers from different
+machines can be compared.
+
+>>> import jax.numpy as jnp
+>>> r = time_jax(lambda x: x @ x, jnp.ones((64, 64)), repeats=3)
+>>> sorted(r) == ["compile_s", "max_s", "median_s", "min_s", "repeats"]
+True
+"""
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+def environment() -> dict:
+    """Device, platform and library versions, for every record."""
+    import zoo
+    device = jax.devices()[0]
+    env = {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+        "jax": jax.__version__,
+        "zoo": zoo.__version__,
+    }
+    for lib in ("flax", "torch"):
+        try:
+            env[lib] = __import__(lib).__version__
+        except ImportError:
+            pass
+    return env
+
+
+def _stats(times: list[float]) -> dict:
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": len(times)}
+
+
+def time_jax(fn: Callable, *args, repeats: int = 5, warmup: int = 1, jit: bool = True) -> dict:
+    """Times a JAX function: compile once (timed apart), warm up, then ``repeats`` runs.
+
+    Args are put on the default device first. ``fn`` is jit-compiled unless ``jit=False``
+    (pass an already compiled function then).
+    """
+    args = jax.device_put(args)
+    jax.block_until_ready(args)
+    compiled = jax.jit(fn) if jit else fn
+    start = time.perf_counter()
+    if jit:
+        compiled = compiled.lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    for _ in range(warmup):
+        jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return {"compile_s": compile_s, **_stats(times)}
+
+
+def time_python(fn: Callable, *args, repeats: int = 5, warmup: int = 1,
+                sync: Callable | None = None) -> dict:
+    """Times any callable (PyTorch, say); ``sync`` runs after each call (a device sync)."""
+    for _ in range(warmup):
+        fn(*args)
+        if sync:
+            sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        if sync:
+            sync()
+        times.append(time.perf_counter() - start)
+    return {"compile_s": 0.0, **_stats(times)}
+
+
+def memory_analysis(fn: Callable, *args) -> dict:
+    """Bytes of the compiled program: arguments, outputs, temporaries (XLA's own analysis)."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    mem = compiled.memory_analysis()
+    if mem is None:
+        return {}
+    return {"argument_bytes": int(mem.argument_size_in_bytes),
+            "output_bytes": int(mem.output_size_in_bytes),
+            "temp_bytes": int(mem.temp_size_in_bytes)}
+
+
+def xla_flops(fn: Callable, *args) -> float | None:
+    """XLA's FLOP count of the compiled program (a cross-check only: it counts one iteration
+    of a while loop, and nothing inside custom calls)."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(cost, list):
+        cost = cost[0] if cost else None
+    return None if not cost or "flops" not in cost else float(cost["flops"])
+
+
+def random_inputs(key, *shapes, dtype="float32") -> tuple:
+    """Random normal arrays (never zeros: some kernels shortcut on zeros)."""
+    keys = jax.random.split(key, len(shapes))
+    return tuple(jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes))
+
+
+def write_jsonl(path: str | Path, records: list[dict]) -> None:
+    """Appends one JSON object per line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for r in records:
+            f.write(json.dumps(r, default=_json_default) + "\n")
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return str(x)
