@@ -9,9 +9,9 @@ change to :data:`RULES` and nothing else.
 * ``mlp``, ``hidden``, ``heads``, ``gates``, ``vocab``, ``channels`` split over ``tensor``
   (tensor parallelism, Megatron style).
 
-When one array names two logical axes that map to the same mesh axis, the first keeps it and
-the second is replicated (:func:`flax.linen.logical_to_mesh_axes` resolves this), so a
-``[hidden, mlp]`` matrix splits its rows only.
+When one array names two logical axes that map to the same mesh axis, the name listed first in
+:data:`RULES` keeps it and the other is replicated (:func:`flax.linen.logical_to_mesh_axes`
+resolves this), so a ``[hidden, mlp]`` matrix splits its ``mlp`` columns only.
 
 Meshes are made with ``AxisType.Auto`` on every axis: the compiler propagates shardings from
 the placed parameters and the constraints at block boundaries, the classic GSPMD model. Every

@@ -1,0 +1,130 @@
+"""The sharding rules: meshes, placement, constraints, FSDP gathering, and their errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import zoo
+from zoo import sharding
+from tests.tolerances import SHARDED
+
+
+def test_eight_devices_are_simulated():
+    assert jax.device_count() == 8
+
+
+def test_make_mesh_defaults_to_data_parallel_with_explicit_axis_types():
+    mesh = sharding.make_mesh()
+    assert dict(mesh.shape) == {"data": 8, "fsdp": 1, "tensor": 1}
+    assert mesh.axis_types == (AxisType.Auto,) * 3
+
+
+@pytest.mark.parametrize("shape, match", [
+    ((2, 2), "three positive ints"),
+    ((2, 0, 4), "three positive ints"),
+    ((2, 2, 3), r"needs 12 devices, but 8 are available"),
+    ((1, 1, 1), r"needs 1 devices, but 8 are available"),
+])
+def test_make_mesh_rejects_shapes_that_do_not_fit(shape, match):
+    with pytest.raises(ValueError, match=match):
+        sharding.make_mesh(shape)
+
+
+@pytest.mark.parametrize("logical, expected", [
+    (("batch", "seq", "embed"), P(("data", "fsdp"), None, None)),
+    (("embed", "mlp"), P("fsdp", "tensor")),
+    (("mlp", "embed"), P("tensor", "fsdp")),
+    (("hidden", "mlp"), P(None, "tensor")),          # one mesh axis per array: RULES order
+    (("layers", "embed", "heads", "head_dim"), P(None, "fsdp", "tensor", None)),
+    ((None, "vocab"), P(None, "tensor")),
+])
+def test_rules_table(logical, expected):
+    assert sharding.logical_to_mesh(logical) == expected
+
+
+def test_shard_params_places_each_leaf_by_its_logical_axes():
+    spec = zoo.get("mlp-tiny")
+    mesh = sharding.make_mesh((1, 2, 4))
+    params = sharding.shard_params(spec.init(jax.random.key(0)), spec.param_axes(), mesh)
+    w = params["dense_0"]["w"]                        # [6, 12] over (embed, hidden)
+    assert w.sharding.spec == P("fsdp", "tensor")
+    assert w.addressable_shards[0].data.shape == (3, 3)
+    assert params["blocks"]["w1_ldf"].sharding.spec == P(None, "fsdp", "tensor")
+
+
+def test_shard_params_names_the_parameter_that_does_not_divide():
+    spec = zoo.get("mlp-tiny").replace(hidden_dims=(10,))
+    mesh = sharding.make_mesh((1, 2, 4))
+    with pytest.raises(ValueError, match=r"params\['dense_0'\]\['b'\]: dimension 0 "
+                                         r"\(logical 'hidden'\) has size 10.*'tensor' of size 4"):
+        sharding.shard_params(spec.init(jax.random.key(0)), spec.param_axes(), mesh)
+
+
+def test_shard_params_rejects_a_mismatched_axes_tree():
+    spec = zoo.get("mlp-xor")
+    axes = spec.param_axes()
+    del axes["out"]
+    with pytest.raises(ValueError, match="does not match the params tree"):
+        sharding.shard_params(spec.init(jax.random.key(0)), axes, sharding.make_mesh())
+
+
+def test_sharding_for_rejects_a_rank_mismatch():
+    with pytest.raises(ValueError, match=r"w: logical axes \('embed',\) have rank 1"):
+        sharding.sharding_for(sharding.make_mesh(), ("embed",), (4, 4), name="w")
+
+
+def test_shard_batch_splits_the_leading_axis_and_checks_divisibility():
+    mesh = sharding.make_mesh((2, 2, 2))
+    x = sharding.shard_batch({"x": jnp.ones((8, 3)), "y": jnp.ones(8)}, mesh)
+    assert x["x"].sharding.spec == P(("data", "fsdp"), None)
+    assert x["x"].addressable_shards[0].data.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"batch\['x'\]: dimension 0 \(logical 'batch'\) "
+                                         r"has size 6"):
+        sharding.shard_batch({"x": jnp.ones((6, 3))}, mesh)
+
+
+def test_constrain_is_the_identity_without_a_mesh():
+    x = jnp.arange(12.0).reshape(4, 3)
+    assert sharding.constrain(x, ("batch", "embed")) is x
+    assert sharding.gather_params({"w": x}, {"w": P("embed", "mlp")})["w"] is x
+
+
+def test_constrain_applies_the_rules_under_a_mesh():
+    mesh = sharding.make_mesh((2, 1, 4))
+    with sharding.use_mesh(mesh):
+        y = jax.jit(lambda x: sharding.constrain(x * 2, ("batch", "mlp")))(jnp.ones((8, 12)))
+        # a size that does not divide its mesh axis stays replicated instead of failing
+        z = jax.jit(lambda x: sharding.constrain(x * 2, ("batch", "mlp")))(jnp.ones((8, 6)))
+    assert y.addressable_shards[0].data.shape == (4, 3)
+    assert z.addressable_shards[0].data.shape == (4, 6)
+    with sharding.use_mesh(mesh), pytest.raises(ValueError, match="do not match"):
+        sharding.constrain(jnp.ones((8, 12)), ("batch",))
+
+
+def test_fsdp_gather_keeps_results_exact():
+    """FSDP + tensor parallelism on the pattern of a residual MLP block.
+
+    The batch is split over (data, fsdp), the hidden activation over tensor, and the
+    row-parallel weight over (tensor, fsdp). Gathering the fsdp splits of the weights before
+    the compute (what `gather_params` does in every model) must give the unsharded result.
+    """
+    mesh = sharding.make_mesh((2, 2, 2))
+    keys = jax.random.split(jax.random.key(0), 4)
+    x = jax.random.normal(keys[0], (8, 6))
+    params = {"w0": jax.random.normal(keys[1], (6, 12)), "w1": jax.random.normal(keys[2], (12, 20)),
+              "w2": jax.random.normal(keys[3], (20, 12))}
+    axes = {"w0": P("embed", "hidden"), "w1": P("embed", "mlp"), "w2": P("mlp", "embed")}
+
+    def block(p, x):
+        p = sharding.gather_params(p, axes)
+        a = sharding.constrain(jnp.tanh(x @ p["w0"]), ("batch", "hidden"))
+        return a + jnp.tanh(a @ p["w1"]) @ p["w2"]
+
+    expected = block(params, x)
+    placed = sharding.shard_params(params, axes, mesh)
+    with sharding.use_mesh(mesh):
+        out = jax.jit(block)(placed, sharding.shard_batch(x, mesh))
+    np.testing.assert_allclose(out, expected, **SHARDED)
