@@ -23,7 +23,9 @@ import jax
 FAMILIES = (
     "perceptron",
     "mlp",
+    "cnn",
     # convolutional families
+    "rnn",
     # recurrent families
     # attention families
 )
