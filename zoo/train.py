@@ -1,8 +1,25 @@
-"""Losses and a minimal optax training step that works for every registered model.
+"""Training for every registered model: losses, a sharded train step, and the ``fit`` loop.
 
 A family may define ``loss(params, inputs, targets, cfg, *, key=None)`` (the perceptron does:
 its criterion makes gradient descent the perceptron rule); otherwise the task's default loss
-from :data:`LOSSES` is applied to the model's outputs.
+from :data:`LOSSES` is applied to the model's outputs. Targets are an array, or a dict
+``{"labels": ..., "mask": ...}`` whose mask (1 for real positions, 0 for padding) weights the
+per-position losses::
+
+    L = Σ_i m_i ℓ_i / max(Σ_i m_i, 1)
+
+One optimiser step (:func:`make_train_step`) with ``A`` accumulation micro-batches, clipping
+threshold ``c`` and learning rate ``η_t``::
+
+    g = (1/A) Σ_a ∇L(θ; batch_a),    g ← g · min(1, c / ||g||),    θ ← θ − η_t · Adam(g)
+
+with ``η_t`` rising linearly for ``warmup_steps`` and then following a half cosine to
+``end_learning_rate`` (:func:`make_optimizer`).
+
+Parallelism comes from a mesh (``zoo.sharding``): params and the optimiser state are placed by
+``param_axes``, batches split over the ``data`` and ``fsdp`` axes, and the same step runs on one
+device, eight, or many processes (``jax.distributed``; each process feeds its own rows through
+``jax.make_array_from_process_local_data``).
 
 >>> import jax, optax, zoo
 >>> spec = zoo.get("mlp-xor")
@@ -14,20 +31,39 @@ from :data:`LOSSES` is applied to the model's outputs.
 (1, ())
 """
 
-from collections.abc import Callable
-from typing import NamedTuple
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int
 
+from zoo import _checks
+from zoo import sharding as shd
 from zoo.registry import ModelSpec
 
 
+# --- losses -----------------------------------------------------------------------------------
+
 def cross_entropy(logits: Float[Array, "... V"], labels: Int[Array, "..."],
                   mask: Array | None = None) -> jax.Array:
-    """Mean softmax cross-entropy with integer labels, in float32; ``mask`` weights entries."""
+    """Mean softmax cross-entropy with integer labels, in float32; ``mask`` weights entries.
+
+    Serves classification (``[B, V]`` logits), sequence labelling and language modelling
+    (``[B, T, V]`` logits against ``[B, T]`` labels, padding masked out).
+
+    >>> logits = jnp.array([[[0.0, 0.0], [5.0, -5.0]]])
+    >>> float(cross_entropy(logits, jnp.array([[0, 1]]), jnp.array([[1, 0]])))  # log 2
+    0.6931...
+    """
     losses = optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), labels)
     return _masked_mean(losses, mask)
@@ -47,16 +83,21 @@ def mean_squared_error(outputs: Array, targets: Array, mask: Array | None = None
     return _masked_mean(losses, mask)
 
 
-#: Task -> loss on ``(outputs, targets)``.
+#: Task -> loss on ``(outputs, labels, mask=None)``. Language-modelling targets are the next
+#: tokens already aligned with the inputs (``labels[:, t] = tokens[:, t + 1]``).
 LOSSES: dict[str, Callable[..., jax.Array]] = {
     "classification": cross_entropy,
     "binary": binary_cross_entropy,
     "regression": mean_squared_error,
+    "sequence_labelling": cross_entropy,
+    "language_modelling": cross_entropy,
 }
 
 
 def loss_fn(spec: ModelSpec) -> Callable[..., jax.Array]:
     """``loss(params, inputs, targets, key=None) -> scalar`` for ``spec``.
+
+    A ``key`` turns on training mode (dropout) in the model.
 
     Raises:
         ValueError: if the family defines no loss and the task has no default one.
@@ -71,44 +112,470 @@ def loss_fn(spec: ModelSpec) -> Callable[..., jax.Array]:
     task_loss = LOSSES[spec.task]
 
     def loss(params, inputs, targets, key=None):
-        train = key is not None
-        return task_loss(spec.apply(params, *inputs, key=key, train=train), targets)
+        labels, mask = split_targets(targets)
+        outputs = spec.apply(params, *inputs, key=key, train=key is not None)
+        return task_loss(outputs, labels, mask)
     return loss
 
 
+def split_targets(targets) -> tuple[Any, Any]:
+    """``(labels, mask)`` from an array (mask ``None``) or a ``{"labels", "mask"}`` dict."""
+    if isinstance(targets, dict):
+        return targets["labels"], targets.get("mask")
+    return targets, None
+
+
+# --- optimiser --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimiser, schedule and precision settings of a training run.
+
+    Attributes:
+        learning_rate: peak learning rate (reached after warm-up).
+        warmup_steps: steps of linear warm-up from 0.
+        decay_steps: length of the whole schedule (warm-up included); the cosine reaches
+            ``end_learning_rate`` there. Default: the run's number of steps.
+        end_learning_rate: final learning rate of the cosine.
+        weight_decay: decoupled weight decay (AdamW); 0 gives Adam.
+        b1, b2: Adam's moment decay rates.
+        clip_norm: global gradient-norm threshold (``None``: no clipping).
+        accumulate: micro-batches per step; the batch is split ``accumulate`` ways and the
+            gradients averaged before one update.
+        dtype: compute dtype of the model (``"bfloat16"`` for mixed precision: params and the
+            optimiser state stay float32, losses are computed in float32).
+    """
+    learning_rate: float = 1e-3
+    warmup_steps: int = 0
+    decay_steps: int | None = None
+    end_learning_rate: float = 0.0
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    clip_norm: float | None = 1.0
+    accumulate: int = 1
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _checks.positive_float(self.learning_rate, "learning_rate")
+        _checks.positive_int(self.warmup_steps, "warmup_steps", minimum=0)
+        if self.decay_steps is not None:
+            _checks.positive_int(self.decay_steps, "decay_steps")
+        if self.end_learning_rate < 0 or self.weight_decay < 0:
+            raise ValueError("end_learning_rate and weight_decay must be >= 0, got "
+                             f"{self.end_learning_rate!r}, {self.weight_decay!r}")
+        if self.clip_norm is not None:
+            _checks.positive_float(self.clip_norm, "clip_norm")
+        _checks.positive_int(self.accumulate, "accumulate")
+        _checks.dtype_name(self.dtype)
+
+
+def make_optimizer(tc: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """Clipping then AdamW on a warm-up + cosine schedule over ``tc.decay_steps or
+    total_steps`` steps.
+
+    >>> opt = make_optimizer(TrainConfig(learning_rate=0.1, warmup_steps=10), 100)
+    >>> sched = schedule(TrainConfig(learning_rate=0.1, warmup_steps=10), 100)
+    >>> [round(float(sched(s)), 4) for s in (0, 5, 10, 55, 100)]
+    [0.0, 0.05, 0.1, 0.05, 0.0]
+    """
+    parts = [] if tc.clip_norm is None else [optax.clip_by_global_norm(tc.clip_norm)]
+    parts.append(optax.adamw(schedule(tc, total_steps), b1=tc.b1, b2=tc.b2,
+                             weight_decay=tc.weight_decay))
+    return optax.chain(*parts)
+
+
+def schedule(tc: TrainConfig, total_steps: int) -> optax.Schedule:
+    """The learning rate as a function of the step (warm-up, then a half cosine)."""
+    decay = max(tc.decay_steps or total_steps, tc.warmup_steps + 1)
+    return optax.warmup_cosine_decay_schedule(
+        0.0, tc.learning_rate, tc.warmup_steps, decay, tc.end_learning_rate)
+
+
+# --- state and step ---------------------------------------------------------------------------
+
 class TrainState(NamedTuple):
-    """Everything a training step carries: params, optimizer state and the step count."""
+    """Everything a training step carries.
+
+    Attributes:
+        params: the model's params (float32).
+        opt_state: the optimiser's state (float32, placed like the params).
+        step: optimiser steps taken, int32 scalar.
+        key: raw ``uint32`` key data for dropout; step ``s`` uses ``fold_in(key, s)``, so a
+            resumed run draws the same randomness. ``None``: the model runs in eval mode.
+    """
     params: dict
     opt_state: optax.OptState
     step: jax.Array
+    key: jax.Array | None = None
 
 
 def init_state(spec: ModelSpec, optimizer: optax.GradientTransformation,
-               key: jax.Array) -> TrainState:
-    """Fresh params from ``key`` and the optimizer's initial state."""
-    params = spec.init(key)
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+               key: jax.Array, *, mesh=None) -> TrainState:
+    """Fresh params from ``key``, the optimiser's initial state and a training key.
+
+    With ``mesh`` the state is created already placed (:func:`state_shardings`); the values do
+    not depend on the mesh.
+    """
+    def fresh(key):
+        params = spec.init(key)
+        train_key = jax.random.key_data(jax.random.fold_in(key, 1))
+        return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), train_key)
+    if mesh is None:
+        return fresh(key)
+    return jax.jit(fresh, out_shardings=state_shardings(spec, optimizer, mesh))(key)
 
 
-def make_train_step(spec: ModelSpec, optimizer: optax.GradientTransformation):
+def state_shardings(spec: ModelSpec, optimizer: optax.GradientTransformation,
+                    mesh) -> TrainState:
+    """Shardings of a :class:`TrainState` on ``mesh``: params from ``param_axes``, every
+    optimiser moment placed like its parameter, counters replicated.
+
+    Raises:
+        ValueError: if a parameter's dimension does not divide its mesh axes.
+    """
+    params = jax.eval_shape(spec.init, jax.random.key(0))
+    is_spec = lambda a: isinstance(a, PartitionSpec)
+    leaves, treedef = jax.tree.flatten_with_path(params)
+    axes = jax.tree.leaves(spec.param_axes(), is_leaf=is_spec)
+    param_sh = treedef.unflatten([
+        shd.sharding_for(mesh, ax, leaf.shape, name="params" + jax.tree_util.keystr(path))
+        for (path, leaf), ax in zip(leaves, axes, strict=True)])
+    replicated = NamedSharding(mesh, PartitionSpec())
+    opt_shapes = jax.eval_shape(optimizer.init, params)
+    opt_sh = optax.tree_map_params(
+        optimizer, lambda _, s: s, opt_shapes, param_sh,
+        transform_non_params=lambda _: replicated,
+        is_leaf=lambda x: isinstance(x, NamedSharding))
+    return TrainState(param_sh, opt_sh, replicated, replicated)
+
+
+def make_train_step(spec: ModelSpec, optimizer: optax.GradientTransformation, *,
+                    mesh=None, accumulate: int = 1):
     """A jit-compiled ``step(state, inputs, targets, key=None) -> (state, loss)``.
 
-    The incoming state's buffers are donated: do not reuse a state after passing it in.
-    """
-    loss = loss_fn(spec)
+    The step is pure: the new state depends only on the state and the batch (dropout keys
+    come from ``state.key`` and ``state.step`` unless ``key`` is given). With ``mesh``, the
+    step runs under it and returns the state with the shardings of :func:`state_shardings`.
+    The batch's leading axis is split into ``accumulate`` micro-batches (rows ``a, a + A,
+    a + 2A, ...``: each device keeps its own rows) whose gradients are averaged.
 
-    @jax.jit(donate_argnums=0)
+    The incoming state's buffers are donated: do not reuse a state after passing it in.
+
+    Raises:
+        ValueError: (when called) if the batch size does not divide ``accumulate``.
+    """
+    _checks.positive_int(accumulate, "accumulate")
+    loss = loss_fn(spec)
+    grad = jax.value_and_grad(loss)
+
+    def grads_of(params, inputs, targets, key):
+        if accumulate == 1:
+            return grad(params, inputs, targets, key)
+        micro = jax.tree.map(lambda x: _micro_batches(x, accumulate), (inputs, targets))
+        keys = None if key is None else jax.random.split(key, accumulate)
+
+        def body(total, xs):
+            (mi, mt), k = xs
+            value, g = grad(params, mi, mt, k)
+            return jax.tree.map(jnp.add, total, (value, g)), None
+        zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        (value, g), _ = jax.lax.scan(body, zero, (micro, keys))
+        return value / accumulate, jax.tree.map(lambda x: x / accumulate, g)
+
     def step(state: TrainState, inputs: tuple, targets, key=None):
-        value, grads = jax.value_and_grad(loss)(state.params, inputs, targets, key)
+        if key is None and state.key is not None:
+            key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+        value, grads = grads_of(state.params, inputs, targets, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.step + 1), value
+        return TrainState(params, opt_state, state.step + 1, state.key), value
 
-    return step
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    out = (state_shardings(spec, optimizer, mesh), NamedSharding(mesh, PartitionSpec()))
+    compiled = jax.jit(step, donate_argnums=0, out_shardings=out)
+
+    def sharded_step(state, inputs, targets, key=None):
+        with shd.use_mesh(mesh):
+            return compiled(state, inputs, targets, key)
+    return sharded_step
+
+
+def make_eval_step(spec: ModelSpec, *, mesh=None):
+    """A jit-compiled ``loss(params, inputs, targets)`` in eval mode (no dropout)."""
+    compiled = jax.jit(loss_fn(spec))
+    if mesh is None:
+        return compiled
+
+    def sharded(params, inputs, targets):
+        with shd.use_mesh(mesh):
+            return compiled(params, inputs, targets)
+    return sharded
+
+
+def global_batch(batch, mesh, global_size: int):
+    """Assembles each process's rows of a batch into global arrays split over the data axes.
+
+    ``batch`` holds this process's rows (all of them on one process); ``global_size`` is the
+    batch size across all processes.
+
+    Raises:
+        ValueError: if ``global_size`` does not divide the mesh's ``data * fsdp`` devices, or
+            a leaf does not hold this process's share of rows.
+    """
+    def place(path, x):
+        x = np.asarray(x)
+        shape = (global_size,) + x.shape[1:]
+        logical = ("batch",) + (None,) * (x.ndim - 1)
+        sharding = shd.sharding_for(mesh, logical, shape,
+                                    name="batch" + jax.tree_util.keystr(path))
+        return jax.make_array_from_process_local_data(sharding, x, shape)
+    return jax.tree_util.tree_map_with_path(place, batch)
+
+
+def _micro_batches(x, parts: int):
+    if x.shape[0] % parts:
+        raise ValueError(f"batch size {x.shape[0]} is not divisible by accumulate={parts}")
+    x = x.reshape((x.shape[0] // parts, parts) + x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
 
 
 def _masked_mean(losses, mask):
     if mask is None:
         return losses.mean()
-    mask = mask.astype(losses.dtype)
+    mask = mask.astype(losses.dtype).reshape(mask.shape + (1,) * (losses.ndim - mask.ndim))
+    mask = jnp.broadcast_to(mask, losses.shape)
     return (losses * mask).sum() / jnp.maximum(mask.sum(), 1)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that should be there is missing or cannot be read."""
+
+
+class Checkpoints:
+    """Orbax checkpoints of a :class:`TrainState` and the data position, one folder per step.
+
+    Orbax writes each step into a temporary folder and renames it when complete, so a crash
+    in the middle of a save leaves the earlier steps intact and the partial one ignored.
+
+    Args:
+        directory: where the step folders live (created if needed).
+        keep: how many of the latest checkpoints to keep.
+    """
+
+    def __init__(self, directory: str | Path, *, keep: int = 3):
+        import orbax.checkpoint as ocp   # deferred: heavy, and only needed with checkpoints
+        self._ocp = ocp
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                               enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_names=("state", "data"))
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or ``None``."""
+        self._manager.reload()
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        self._manager.reload()
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state: TrainState, data_state: dict) -> None:
+        """Saves ``state`` and the loader position ``data_state`` (a JSON-able dict)."""
+        args = self._ocp.args
+        self._manager.save(step, args=args.Composite(
+            state=args.StandardSave(state), data=args.JsonSave(data_state)), force=True)
+        self._manager.wait_until_finished()
+
+    def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
+        """The state (placed like ``like``, which may be abstract) and the data position.
+
+        Raises:
+            CheckpointError: if there is no checkpoint, or the one found cannot be read.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(
+                f"cannot resume: no complete checkpoint in {self.directory} "
+                "(refusing to start a fresh run in its place)")
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding",
+                                                                               None)), like)
+        args = self._ocp.args
+        try:
+            restored = self._manager.restore(step, args=args.Composite(
+                state=args.StandardRestore(abstract), data=args.JsonRestore()))
+        except Exception as err:   # orbax raises many types for unreadable files
+            raise CheckpointError(
+                f"cannot resume: checkpoint step {step} in {self.directory} is missing or "
+                f"corrupted ({type(err).__name__}: {err})") from err
+        return TrainState(*restored["state"]), dict(restored["data"])
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+# --- the training loop ------------------------------------------------------------------------
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns: the final state and one dict per logged event."""
+    state: TrainState
+    history: list[dict]
+
+
+def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainConfig(),
+        mesh=None, seed: int = 0, eval_data: Iterable | None = None, eval_every: int = 0,
+        checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, keep: int = 3,
+        resume: bool = False, metrics_path: str | Path | None = None, log_every: int = 1,
+        progress: bool = True) -> FitResult:
+    """Trains ``spec`` for ``steps`` optimiser steps on batches from ``train_data``.
+
+    Args:
+        spec: any registered model (``zoo.get(name)``).
+        train_data: a loader (:class:`zoo.data.Loader`): iterating yields this process's rows
+            of each batch as ``(inputs, targets)``; it has ``batch_size`` (global),
+            ``state_dict()`` and ``load_state_dict()`` (its position, saved in checkpoints).
+        steps: total optimiser steps of the run (a resumed run continues up to it).
+        config: optimiser, schedule, accumulation and precision (:class:`TrainConfig`).
+        mesh: a ``zoo.sharding.make_mesh`` mesh (default: all devices on ``data``).
+        seed: seeds the params and the dropout key.
+        eval_data: a finite iterable of batches; its mean loss is logged every
+            ``eval_every`` steps and at the end.
+        checkpoint_dir, checkpoint_every, keep: save every ``checkpoint_every`` steps (and at
+            the end), keeping the last ``keep``.
+        resume: continue from the latest checkpoint in ``checkpoint_dir``.
+        metrics_path: JSON-lines file of the history (written by process 0).
+        log_every: steps between training-loss records.
+        progress: show a tqdm bar with the loss and throughput (process 0).
+
+    Returns:
+        :class:`FitResult` with the final state and the history (``{"step", "loss",
+        "examples_per_s", ...}`` and ``{"step", "eval_loss"}`` records).
+
+    Raises:
+        CheckpointError: if ``resume`` finds no readable checkpoint.
+        FileExistsError: if ``checkpoint_dir`` holds checkpoints and ``resume`` is false.
+        ValueError: if the batch size does not divide the mesh's data axes or ``accumulate``.
+    """
+    _checks.positive_int(steps, "steps")
+    mesh = shd.make_mesh() if mesh is None else mesh
+    spec = spec.replace(dtype=config.dtype) if config.dtype != spec.config.dtype else spec
+    optimizer = make_optimizer(config, steps)
+    batch_size = train_data.batch_size
+    _check_batch(batch_size, mesh, config.accumulate)
+    for loader in (train_data, eval_data):
+        if hasattr(loader, "for_mesh"):
+            loader.for_mesh(mesh)
+    step_fn = make_train_step(spec, optimizer, mesh=mesh, accumulate=config.accumulate)
+    eval_fn = make_eval_step(spec, mesh=mesh)
+    state = init_state(spec, optimizer, jax.random.key(seed), mesh=mesh)
+    ckpt = None if checkpoint_dir is None else Checkpoints(checkpoint_dir, keep=keep)
+    if resume:
+        if ckpt is None:
+            raise CheckpointError("resume=True needs a checkpoint_dir")
+        state, data_state = ckpt.restore(state)
+        train_data.load_state_dict(data_state)
+    elif ckpt is not None and ckpt.latest_step() is not None:
+        raise FileExistsError(
+            f"{ckpt.directory} already holds checkpoints (latest step {ckpt.latest_step()}); "
+            "pass resume=True to continue, or choose an empty directory")
+    logger = _Logger(metrics_path, progress, total=steps, initial=int(state.step))
+    batches = iter(train_data)
+    start = int(state.step)
+    tick, seen_tokens = time.perf_counter(), 0
+    try:
+        for s in range(start, steps):
+            inputs, targets = global_batch(next(batches), mesh, batch_size)
+            state, loss = step_fn(state, inputs, targets)
+            seen_tokens += _tokens(inputs)
+            done = s + 1
+            if done % log_every == 0 or done == steps:
+                value = float(loss)
+                elapsed = max(time.perf_counter() - tick, 1e-9)
+                rate = batch_size * (done - start) / elapsed
+                record = {"step": done, "loss": value, "examples_per_s": rate}
+                if seen_tokens:
+                    record["tokens_per_s"] = seen_tokens / elapsed
+                logger.log(record)
+            if eval_data is not None and (eval_every and done % eval_every == 0
+                                          or done == steps):
+                logger.log({"step": done, "eval_loss": evaluate(
+                    eval_fn, state.params, eval_data, mesh)})
+            if ckpt is not None and (checkpoint_every and done % checkpoint_every == 0
+                                     or done == steps):
+                ckpt.save(done, state, train_data.state_dict())
+            logger.advance()
+    finally:
+        logger.close()
+        if ckpt is not None:
+            ckpt.close()
+    return FitResult(state, logger.history)
+
+
+def evaluate(eval_fn, params, eval_data: Iterable, mesh) -> float:
+    """Mean loss over the batches of ``eval_data`` (each weighted by its batch size)."""
+    total, count = 0.0, 0
+    for batch in eval_data:
+        size = eval_data.batch_size if hasattr(eval_data, "batch_size") else len(batch[1])
+        inputs, targets = global_batch(batch, mesh, size)
+        total += float(eval_fn(params, inputs, targets)) * size
+        count += size
+    if not count:
+        raise ValueError("eval_data yielded no batches")
+    return total / count
+
+
+def _check_batch(batch_size: int, mesh, accumulate: int) -> None:
+    data = mesh.shape["data"] * mesh.shape["fsdp"]
+    if batch_size % (data * accumulate):
+        raise ValueError(
+            f"batch size {batch_size} is not divisible by the data axes of the mesh "
+            f"(data * fsdp = {data}) times accumulate={accumulate}")
+
+
+def _tokens(inputs) -> int:
+    """Positions in a batch of sequences (an integer ``[B, T]`` first input), else 0."""
+    x = inputs[0]
+    if x.ndim == 2 and jnp.issubdtype(x.dtype, jnp.integer):
+        return int(math.prod(x.shape))
+    return 0
+
+
+class _Logger:
+    """History in memory, JSON lines on disk and a tqdm bar, all on process 0 only."""
+
+    def __init__(self, path, progress: bool, *, total: int, initial: int):
+        self.history: list[dict] = []
+        main = jax.process_index() == 0
+        self._file = None
+        if path is not None and main:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a")
+        self._bar = None
+        if progress and main:
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=total, initial=initial, desc="train", unit="step")
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        if self._bar is not None:
+            shown = {k: (f"{v:.4g}" if isinstance(v, float) else v)
+                     for k, v in record.items() if k != "step"}
+            self._bar.set_postfix(shown, refresh=False)
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._bar is not None:
+            self._bar.close()
