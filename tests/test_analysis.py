@@ -1,0 +1,121 @@
+"""The measuring instruments of the benchmark suite, on costs and layers whose answers are
+known by hand."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import analysis
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 0.5, 3.0])
+def test_fit_recovers_a_known_exponent_under_noise(p):
+    rng = np.random.default_rng(0)
+    n = np.array([64, 128, 256, 512, 1024, 2048])
+    cost = 1e-6 * n ** p * np.exp(rng.normal(0, 0.03, n.shape))   # ±3% timing noise
+    fit = analysis.fit_exponent(n, cost)
+    assert abs(fit["exponent"] - p) < 4 * fit["stderr"] + 1e-9
+    assert 0 < fit["stderr"] < 0.05
+
+
+def test_fit_is_exact_without_noise_and_refuses_one_size():
+    fit = analysis.fit_exponent([10, 100, 1000], [7e3, 7e5, 7e7])
+    assert fit["exponent"] == pytest.approx(2.0, abs=1e-12)
+    with pytest.raises(ValueError, match="two distinct sizes"):
+        analysis.fit_exponent([10, 10], [1.0, 2.0])
+
+
+def test_saturated_keeps_the_slow_sizes():
+    assert analysis.saturated([1, 2, 4, 8], [1e-5, 2e-5, 3e-4, 6e-4], min_time=1e-4) == [2, 3]
+
+
+@pytest.mark.parametrize("n", [9, 64, 300])
+def test_sequential_operations_count_scan_steps(n):
+    def rnn(x):
+        return jax.lax.scan(lambda c, t: (jnp.tanh(c + t), c), jnp.zeros(4), x)[1]
+    assert analysis.count_sequential(rnn, jnp.ones((n, 4))) == n
+
+
+def test_sequential_operations_multiply_nested_loops_and_take_max_of_sequences():
+    def f(x):
+        def outer(c, t):
+            inner = jax.lax.scan(lambda a, s: (jnp.sin(a * s), a), c, jnp.ones(40))[0]
+            return inner + t, inner
+        first = jax.lax.scan(outer, 1.0, x)[1]
+        second = jax.lax.scan(lambda c, t: (jnp.cos(c + t), c), 0.0, jnp.ones(100))[1]
+        return first.sum() + second.sum()
+    assert analysis.count_sequential(f, jnp.ones(11)) == max(11 * 40, 100)
+
+
+def test_a_program_without_loops_counts_one():
+    q = jnp.ones((32, 8))
+    assert analysis.count_sequential(lambda q: jax.nn.softmax(q @ q.T) @ q, q) == 1
+
+
+# Stand-in layers over [T, D], written independently of zoo, with known receptive fields.
+
+def _band_attention(r):
+    def layer(x):
+        t = jnp.arange(x.shape[0])
+        mask = jnp.abs(t[:, None] - t[None, :]) <= r
+        scores = jnp.where(mask, x @ x.T, -jnp.inf)
+        return jax.nn.softmax(scores, -1) @ x
+    return layer
+
+
+def _causal_conv(k, dilation=1):
+    w = jnp.linspace(0.5, 1.5, k)
+
+    def layer(x):
+        out = jnp.zeros_like(x)
+        for j in range(k):
+            shift = j * dilation
+            out = out + w[j] * jnp.pad(x, ((shift, 0), (0, 0)))[:x.shape[0]]
+        return jnp.tanh(out)
+    return layer
+
+
+@pytest.mark.parametrize("n", [16, 37, 128, 256])
+def test_path_length_of_full_and_windowed_attention(n):
+    x = jax.random.normal(jax.random.key(0), (n, 4))
+    assert analysis.path_length(_band_attention(n), x) == 1
+    for r in (3, 8):
+        assert analysis.path_length(_band_attention(r), x) == math.ceil((n - 1) / r)
+
+
+@pytest.mark.parametrize("n", [16, 100, 256])
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_path_length_of_contiguous_convolution(n, k):
+    x = jax.random.normal(jax.random.key(1), (n, 3))
+    assert analysis.path_length(_causal_conv(k), x) == math.ceil((n - 1) / (k - 1))
+
+
+@pytest.mark.parametrize("n", [16, 100, 256])
+def test_path_length_of_a_dilated_stack(n):
+    """A stack whose layer l has dilation 2^l: one 'layer' of the probe is the whole stack
+    of depth ℓ, so measure the least ℓ whose stack reaches position 0."""
+    x = jax.random.normal(jax.random.key(2), (n, 3))
+    depth = next(l for l in range(1, 20) if _dilated_reaches(l, x))
+    assert depth == math.ceil(math.log2(n))
+
+
+def _dilated_reaches(depth, x):
+    def stack(x):
+        for l in range(depth):
+            x = _causal_conv(2, 2 ** l)(x)
+        return x
+    try:
+        return analysis.path_length(stack, x, max_layers=1) == 1
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("n", [16, 50, 256])
+def test_recurrent_path_is_the_chain_of_steps(n):
+    w = jax.random.normal(jax.random.key(3), (4, 4)) / 2
+    step = lambda c, x: (jnp.tanh(c @ w + x),) * 2
+    xs = jax.random.normal(jax.random.key(4), (n, 4))
+    assert analysis.recurrent_path_length(step, jnp.zeros(4), xs) == n - 1
