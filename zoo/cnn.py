@@ -1,0 +1,613 @@
+"""Convolutional networks: the convolution operation, pooling, Sobel edges, 1D and 2D CNNs.
+
+A convolution slides a kernel over the input and reduces each window to one number. Like every
+deep-learning library, zoo computes the cross-correlation (the kernel is not flipped). For a
+channels-last input ``x`` of shape ``[B, *spatial, C_in]`` and a kernel ``w`` of shape
+``[*K, C_in, C_out]``, with stride ``s`` and dilation ``d`` (1D shown; 2D sums over both
+kernel axes)::
+
+    y[b, t, o] = bias[o] + Σ_j Σ_c x[b, t·s + j·d, c] · w[j, c, o]        j = 0 … K−1
+
+after padding ``x``: ``valid`` (none: output length ⌊(n − (K−1)d − 1)/s⌋ + 1), ``same``
+(output length ⌈n/s⌉, the padding split with the extra element on the right, as in
+``torch`` and XLA) or ``causal`` (1D, all ``(K−1)d`` padding on the left, so ``y[t]`` sees
+only ``x[≤ t]``; WaveNet's convolution).
+
+The models (one :class:`Config`, several presets) run ``conv → σ → pool`` layers, then
+``num_blocks`` residual blocks of equal width stacked on a leading ``L`` axis and run with
+``lax.scan``::
+
+    h ← h + conv₂(σ(conv₁(σ(LN(h)))))
+
+then a global pooling over positions and a dense classifier head. Plain layer ``l`` uses
+dilation ``dilation_base**l``: with ``dilation_base = 2`` this is the dilated stack whose
+receptive field ``1 + (K−1)(2ᴸ − 1)`` grows exponentially with depth (``K = dilation_base``
+gives exactly ``Kᴸ``), so any two of ``n`` positions are joined by a path of ``O(log_K n)``
+layers, against ``O(n/K)`` for contiguous kernels. :func:`receptive_field` gives it for any
+config.
+
+Sequence inputs are either one-hot (or any float channels) ``[B, T, C]`` or integer tokens
+``[B, T]`` embedded into ``in_channels`` features (``vocab_size`` set), e.g. DNA or protein.
+
+Shape letters: ``B`` batch, ``T`` positions of a sequence, ``H``/``W`` image height and width
+(for kernels: ``K`` taps per spatial axis), ``C`` channels, ``L`` residual blocks, ``V``
+vocabulary, ``O`` classes.
+
+References:
+    Y. LeCun, L. Bottou, Y. Bengio, P. Haffner, "Gradient-based learning applied to document
+    recognition", Proc. IEEE 86(11), 1998. https://doi.org/10.1109/5.726791
+    K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+    https://arxiv.org/abs/1512.03385
+    F. Yu, V. Koltun, "Multi-Scale Context Aggregation by Dilated Convolutions", ICLR 2016.
+    https://arxiv.org/abs/1511.07122
+    A. van den Oord et al., "WaveNet: A Generative Model for Raw Audio", 2016.
+    https://arxiv.org/abs/1609.03499
+    B. Alipanahi, A. Delong, M. Weirauch, B. Frey, "Predicting the sequence specificities of
+    DNA- and RNA-binding proteins by deep learning" (DeepBind), Nat. Biotechnol. 33, 2015.
+    https://doi.org/10.1038/nbt.3300
+    I. Sobel, G. Feldman, "A 3×3 isotropic gradient operator for image processing", 1968.
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+from jaxtyping import Array, Float
+
+from zoo import _checks, layers
+from zoo.sharding import constrain, gather_params
+from zoo.types import ParamAxes, Params
+
+TASK = "classification"
+
+PADDINGS = ("valid", "same", "causal")
+POOLS = ("max", "avg", "none")
+
+#: The horizontal Sobel kernel: responds to vertical edges (intensity changing along W).
+SOBEL_X = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], np.float32)
+
+
+# --- the operation ----------------------------------------------------------------------------
+
+def conv(x: Float[Array, "B *S Ci"], w: Float[Array, "*K Ci Co"], b=None, *,
+         stride: int | Sequence[int] = 1, padding: str = "valid",
+         dilation: int | Sequence[int] = 1) -> Float[Array, "B *S2 Co"]:
+    """Cross-correlation of a batched, channels-last input with a kernel (1D or 2D).
+
+    ``y[b, t, o] = bias[o] + Σ_j Σ_c x[b, t·s + j·d, c] · w[j, c, o]`` (2D: also over the
+    second kernel axis), after the padding named by ``padding``.
+
+    Args:
+        x: input ``[B, T, C_in]`` (1D) or ``[B, H, W, C_in]`` (2D), a number dtype.
+        w: kernel ``[K, C_in, C_out]`` or ``[K_h, K_w, C_in, C_out]``; its rank picks 1D/2D.
+        b: optional bias ``[C_out]``.
+        stride: step between windows, an int or one per spatial axis, each >= 1.
+        padding: ``"valid"``, ``"same"`` or ``"causal"`` (1D only).
+        dilation: spacing of the kernel taps, an int or one per spatial axis, each >= 1.
+
+    Returns:
+        ``[B, *spatial_out, C_out]`` in ``x``'s dtype (``w``'s if ``x`` is an int array).
+
+    Raises:
+        ValueError: if ranks disagree, the channels of ``x`` and ``w`` differ, ``stride`` or
+            ``dilation`` is not an int >= 1, ``padding`` is unknown, or (``valid``) the
+            dilated kernel is larger than the input.
+        TypeError: if ``x`` or ``w`` is not a number array.
+
+    The course's worked example (5×5 input, 3×3 kernel, valid padding):
+
+    >>> image = jnp.array([[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3],
+    ...                    [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]], jnp.float32)
+    >>> kernel = jnp.array([[0, 1, 2], [2, 2, 0], [0, 1, 2]], jnp.float32)
+    >>> conv(image[None, :, :, None], kernel[:, :, None, None])[0, :, :, 0]
+    Array([[12., 12., 17.],
+           [10., 17., 19.],
+           [ 9.,  6., 14.]], dtype=float32)
+    """
+    _checks.check_array(w, "w", kind="number")
+    if w.ndim not in (3, 4):
+        raise ValueError(f"w must have rank 3 [K C_in C_out] or 4 [K_h K_w C_in C_out], "
+                         f"got shape {_checks.shape_str(w.shape)}")
+    nd = w.ndim - 2
+    _checks.check_array(x, "x", rank=nd + 2, letters="B T C" if nd == 1 else "B H W C",
+                        kind="number")
+    if x.shape[-1] != w.shape[-2]:
+        raise ValueError(f"channel mismatch: x has {x.shape[-1]} channels (last axis) but w "
+                         f"expects C_in={w.shape[-2]} (axis -2 of w, shape "
+                         f"{_checks.shape_str(w.shape)})")
+    if b is not None:
+        _checks.check_array(b, "b", shape=(w.shape[-1],), letters="C_out", kind="number")
+    strides = _per_axis(stride, nd, "stride")
+    dilations = _per_axis(dilation, nd, "dilation")
+    pads = _padding(x.shape[1:-1], w.shape[:-2], strides, dilations, padding)
+    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.promote_types(
+        w.dtype, jnp.float32)
+    spec = ("NWC", "WIO", "NWC") if nd == 1 else ("NHWC", "HWIO", "NHWC")
+    y = jax.lax.conv_general_dilated(x.astype(dtype), w.astype(dtype), strides, pads,
+                                     rhs_dilation=dilations, dimension_numbers=spec)
+    return y if b is None else y + b.astype(dtype)
+
+
+def max_pool(x: Float[Array, "B *S C"], window: int | Sequence[int], *,
+             stride: int | Sequence[int] | None = None,
+             padding: str = "valid") -> Float[Array, "B *S2 C"]:
+    """Max pooling over the spatial axes of a channels-last ``[B, *spatial, C]`` input.
+
+    ``y[b, t, c] = max_j x[b, t·s + j, c]`` for ``j < window`` (``same`` pads with −∞).
+
+    Args:
+        x: input ``[B, T, C]`` or ``[B, H, W, C]``.
+        window: window size, an int or one per spatial axis.
+        stride: step between windows (default: ``window``, non-overlapping).
+        padding: ``"valid"`` or ``"same"``.
+
+    Raises:
+        ValueError: for a bad rank, window, stride or padding, or a window larger than an
+            unpadded input.
+
+    >>> max_pool(jnp.arange(6.0).reshape(1, 6, 1), 2)[0, :, 0]
+    Array([1., 3., 5.], dtype=float32)
+    """
+    return _pool(x, window, stride, padding, "max")
+
+
+def avg_pool(x: Float[Array, "B *S C"], window: int | Sequence[int], *,
+             stride: int | Sequence[int] | None = None,
+             padding: str = "valid") -> Float[Array, "B *S2 C"]:
+    """Average pooling; with ``same`` padding each window averages its real elements only.
+
+    ``y[b, t, c] = mean_j x[b, t·s + j, c]`` for ``j < window``. Arguments and errors as in
+    :func:`max_pool`.
+
+    >>> avg_pool(jnp.arange(6.0).reshape(1, 6, 1), 3)[0, :, 0]
+    Array([1., 4.], dtype=float32)
+    """
+    return _pool(x, window, stride, padding, "avg")
+
+
+def sobel(image: Float[Array, "*B H W"], *, padding: str = "valid") -> Float[Array, "*B H2 W2"]:
+    """Vertical-edge detection: cross-correlation with the horizontal Sobel kernel.
+
+    ``G_x = image ⋆ [[+1, 0, −1], [+2, 0, −2], [+1, 0, −1]]``: large where intensity changes
+    from left to right, zero on flat regions; positive where the image gets darker towards
+    the right, negative where it gets brighter.
+
+    Args:
+        image: one grey-scale image ``[H, W]`` or a batch ``[B, H, W]``.
+        padding: ``"valid"`` (output ``[H−2, W−2]``) or ``"same"`` (zero padding).
+
+    Returns:
+        The response, with ``image``'s leading axes.
+
+    Raises:
+        ValueError: if ``image`` is not rank 2 or 3, or smaller than 3×3 with valid padding.
+
+    >>> step = jnp.array([[0, 0, 9, 9]] * 3, jnp.float32)   # dark left, bright right
+    >>> sobel(step)
+    Array([[-36., -36.]], dtype=float32)
+    """
+    _checks.check_array(image, "image", kind="number")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must have rank 2 [H W] or rank 3 [B H W], got shape "
+                         f"{_checks.shape_str(image.shape)}")
+    batched = image if image.ndim == 3 else image[None]
+    y = conv(batched[..., None], jnp.asarray(SOBEL_X)[:, :, None, None], padding=padding)
+    return y[..., 0] if image.ndim == 3 else y[0, ..., 0]
+
+
+# --- the models -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """CNN hyper-parameters (1D or 2D, picked by the length of ``input_size``).
+
+    Attributes:
+        input_size: spatial size of the inputs, ``(T,)`` or ``(H, W)``; used by
+            :func:`example_batch` and to check that the feature map never vanishes (any size
+            that keeps it non-empty is accepted by :func:`apply`).
+        in_channels: input channels ``C`` (float inputs), or the embedding width when
+            ``vocab_size`` is set.
+        num_classes: classes ``O``.
+        channels: output channels of the plain conv layers, in order (at least one).
+        kernel_size: taps ``K`` per spatial axis of every kernel.
+        dilation_base: plain layer ``l`` uses dilation ``dilation_base**l`` (1: contiguous).
+        padding: ``"same"``, ``"valid"`` or ``"causal"`` (1D) for the plain layers; the
+            residual blocks use ``"causal"`` if so, else ``"same"``.
+        pool: ``"max"``, ``"avg"`` or ``"none"`` after each plain layer.
+        pool_size: window and stride of that pooling.
+        num_blocks: residual blocks ``L`` of width ``channels[-1]``.
+        global_pool: ``"max"`` or ``"avg"`` over all positions before the head, or
+            ``"flatten"`` (keeps where a motif is; inputs must then have ``input_size``).
+        head_dim: width of a hidden dense layer in the head (0: none).
+        vocab_size: if set, inputs are integer tokens ``[B, T]`` in ``[0, V)``.
+        activation: a name in :data:`zoo.layers.ACTIVATIONS`.
+        dtype: computation dtype (params stay float32).
+    """
+    input_size: tuple[int, ...]
+    in_channels: int
+    num_classes: int
+    channels: tuple[int, ...]
+    kernel_size: int = 3
+    dilation_base: int = 1
+    padding: str = "same"
+    pool: str = "none"
+    pool_size: int = 2
+    num_blocks: int = 0
+    global_pool: str = "max"
+    head_dim: int = 0
+    vocab_size: int | None = None
+    activation: str = "relu"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if not isinstance(self.input_size, tuple) or len(self.input_size) not in (1, 2):
+            raise ValueError(f"input_size must be a tuple (T,) or (H, W), got {self.input_size!r}")
+        for i, n in enumerate(self.input_size):
+            _checks.positive_int(n, f"input_size[{i}]")
+        _checks.positive_int(self.in_channels, "in_channels")
+        _checks.positive_int(self.num_classes, "num_classes")
+        if not isinstance(self.channels, tuple) or not self.channels:
+            raise ValueError(f"channels must be a non-empty tuple of ints, got {self.channels!r}")
+        for i, c in enumerate(self.channels):
+            _checks.positive_int(c, f"channels[{i}]")
+        _checks.positive_int(self.kernel_size, "kernel_size")
+        _checks.positive_int(self.dilation_base, "dilation_base")
+        _checks.one_of(self.padding, "padding", PADDINGS)
+        if self.padding == "causal" and self.ndim != 1:
+            raise ValueError(f"padding='causal' needs 1D inputs, got input_size {self.input_size}")
+        _checks.one_of(self.pool, "pool", POOLS)
+        _checks.positive_int(self.pool_size, "pool_size")
+        _checks.positive_int(self.num_blocks, "num_blocks", minimum=0)
+        _checks.one_of(self.global_pool, "global_pool", ("max", "avg", "flatten"))
+        _checks.positive_int(self.head_dim, "head_dim", minimum=0)
+        if self.vocab_size is not None:
+            _checks.positive_int(self.vocab_size, "vocab_size")
+            if self.ndim != 1:
+                raise ValueError("vocab_size (token inputs) needs 1D inputs, got input_size "
+                                 f"{self.input_size}")
+        layers.activation(self.activation)
+        _checks.dtype_name(self.dtype)
+        self.feature_size(self.input_size)
+
+    def feature_size(self, size: Sequence[int], name: str = "input_size") -> tuple[int, ...]:
+        """Spatial size of the feature map for an input of spatial ``size``.
+
+        Raises:
+            ValueError: naming ``name`` if valid convolutions and pooling shrink it to nothing.
+        """
+        size = tuple(size)
+        for l in range(len(self.channels)):
+            if self.padding == "valid":
+                span = (self.kernel_size - 1) * self.dilation_base ** l + 1
+                size = tuple(n - span + 1 for n in size)
+            if self.pool != "none":
+                size = tuple(n // self.pool_size for n in size)
+            if min(size) < 1:
+                raise ValueError(
+                    f"{name}: spatial size is too small for the layers: the feature map "
+                    f"vanishes after conv layer {l} (kernel_size {self.kernel_size}, padding "
+                    f"{self.padding!r}, pool {self.pool!r})")
+        return size
+
+    @property
+    def ndim(self) -> int:
+        """Spatial dimensions: 1 (sequences) or 2 (images)."""
+        return len(self.input_size)
+
+    @property
+    def width(self) -> int:
+        """Channels of the feature map entering the blocks and the head."""
+        return self.channels[-1]
+
+    @property
+    def head_in(self) -> int:
+        """Features entering the head: ``C``, or positions × ``C`` when flattening."""
+        if self.global_pool != "flatten":
+            return self.width
+        return math.prod(self.feature_size(self.input_size)) * self.width
+
+
+PRESETS: dict[str, Config] = {
+    # 2D image classifier: conv → ReLU → max-pool, twice, global average, dense head.
+    "tiny": Config(input_size=(10, 9), in_channels=3, num_classes=5, channels=(8, 12),
+                   pool="max", global_pool="avg"),
+    # Residual 2D CNN: a stem conv and pool, then two scanned residual blocks.
+    "resnet_tiny": Config(input_size=(11, 13), in_channels=3, num_classes=5, channels=(8,),
+                          pool="max", num_blocks=2, global_pool="avg"),
+    # 1D sequence CNN on one-hot DNA: motif filters, global max pooling, dense head.
+    "dna_tiny": Config(input_size=(23,), in_channels=4, num_classes=3, channels=(8,),
+                       kernel_size=5, head_dim=4),
+    # 1D sequence CNN on protein tokens (25 symbols) embedded into 6 features.
+    "protein_tiny": Config(input_size=(19,), in_channels=6, vocab_size=25, num_classes=2,
+                           channels=(12,), kernel_size=5),
+    # Dilated causal stack: dilations 1, 2, 4, 8 with K = 2, receptive field 2⁴ = 16.
+    "dilated_tiny": Config(input_size=(29,), in_channels=4, num_classes=3,
+                           channels=(8, 8, 8, 8), kernel_size=2, dilation_base=2,
+                           padding="causal", global_pool="avg", activation="tanh"),
+    # UCI splice junctions (60 nt one-hot, classes EI/IE/N; examples/splice_cnn.py). The
+    # junction sits mid-window, so the head keeps positions (flatten) rather than pooling
+    # them away: global max pooling reaches about 76% held out, flattening 95-97%.
+    "splice": Config(input_size=(60,), in_channels=4, num_classes=3, channels=(32,),
+                     kernel_size=5, pool="max", global_pool="flatten"),
+}
+
+
+def init(key: jax.Array, cfg: Config) -> Params:
+    """He-normal kernels (``N(0, 2/fan_in)``), zero biases, float32.
+
+    Tree: ``embed/table [V, C]`` (token inputs), ``conv_l/{w [*K, C_in, C_out], b [C_out]}``,
+    ``blocks/{norm_scale, norm_bias [L, C], w1, w2 [L, *K, C, C], b1, b2 [L, C]}``,
+    ``head/{w, b}`` (hidden layer, if any) and ``out/{w [C, O], b [O]}``.
+
+    >>> p = init(jax.random.key(0), PRESETS["resnet_tiny"])
+    >>> p["conv_0"]["w"].shape, p["blocks"]["w1"].shape, p["out"]["w"].shape
+    ((3, 3, 3, 8), (2, 3, 3, 8, 8), (8, 5))
+    """
+    k_embed, k_conv, k_blocks, k_head, k_out = jax.random.split(key, 5)
+    params = {}
+    if cfg.vocab_size is not None:
+        params["embed"] = {"table": jax.random.normal(
+            k_embed, (cfg.vocab_size, cfg.in_channels), jnp.float32)}
+    dims = (cfg.in_channels,) + cfg.channels
+    keys = jax.random.split(k_conv, len(cfg.channels))
+    for l in range(len(cfg.channels)):
+        params[f"conv_{l}"] = _conv_init(keys[l], cfg, dims[l], dims[l + 1])
+    if cfg.num_blocks:
+        params["blocks"] = _blocks_init(k_blocks, cfg)
+    last = cfg.head_in
+    if cfg.head_dim:
+        params["head"] = _dense_init(k_head, cfg.head_in, cfg.head_dim, scale=2.0)
+        last = cfg.head_dim
+    params["out"] = _dense_init(k_out, last, cfg.num_classes, scale=1.0)
+    return params
+
+
+def param_axes(cfg: Config) -> ParamAxes:
+    """Channel (tensor) parallelism, Megatron style: conv layers alternate splitting their
+    output and their input channels over ``channels``; the other channel axis is ``embed``
+    (FSDP). The first layer's input channels (often 1, 3 or 4) are not split."""
+    k = (None,) * cfg.ndim
+    axes = {}
+    if cfg.vocab_size is not None:
+        axes["embed"] = {"table": P(None, None)}
+    for l in range(len(cfg.channels)):
+        a_in, a_out = ("embed", "channels") if l % 2 == 0 else ("channels", "embed")
+        axes[f"conv_{l}"] = {"w": P(*k, None if l == 0 else a_in, a_out), "b": P(a_out)}
+    last = "channels" if len(cfg.channels) % 2 else "embed"
+    if cfg.num_blocks:
+        axes["blocks"] = {
+            "norm_scale": P("layers", None), "norm_bias": P("layers", None),
+            "w1": P("layers", *k, "embed", "channels"), "b1": P("layers", "channels"),
+            "w2": P("layers", *k, "channels", "embed"), "b2": P("layers", None),
+        }
+        last = "embed"
+    if cfg.global_pool == "flatten":
+        last = None
+    if cfg.head_dim:
+        axes["head"] = {"w": P(last, "hidden"), "b": P("hidden")}
+        last = "hidden"
+    axes["out"] = {"w": P(last, None), "b": P(None)}
+    return axes
+
+
+def apply(params: Params, x: Array, cfg: Config, *, key=None,
+          train: bool = False) -> Float[Array, "B O"]:
+    """Classifies ``x``: conv layers, residual blocks, global pooling, dense head.
+
+    Args:
+        params: from :func:`init`.
+        x: ``[B, T, C]`` or ``[B, H, W, C]`` numbers, or ``[B, T]`` int tokens when
+            ``cfg.vocab_size`` is set.
+        cfg: the model's config.
+        key, train: unused (no dropout); accepted for the contract.
+
+    Returns:
+        Logits ``[B, O]`` in ``cfg.dtype``.
+
+    Raises:
+        ValueError, TypeError: if ``x`` has the wrong rank, channels or dtype, or is too
+            small for the layers (valid padding and pooling shrink it).
+
+    >>> cfg = PRESETS["dna_tiny"]
+    >>> apply(init(jax.random.key(0), cfg), jnp.ones((2, 23, 4)), cfg).shape
+    (2, 3)
+    """
+    _check_x(x, cfg)
+    params = gather_params(params, param_axes(cfg))
+    h = _features(params, x, cfg)
+    h = _global_pool(h, cfg)
+    if cfg.head_dim:
+        h = layers.activation(cfg.activation)(layers.dense(params["head"], h))
+        h = constrain(h, ("batch", None))
+    return layers.dense(params["out"], h)
+
+
+def features(params: Params, x: Array, cfg: Config) -> Float[Array, "B *S C"]:
+    """The feature map before global pooling: ``[B, *spatial', C]`` (``C = channels[-1]``).
+
+    Position ``t`` of the output depends on the inputs in a window of
+    :func:`receptive_field` positions (ending at ``t`` for causal padding). Arguments and
+    errors as in :func:`apply`.
+
+    >>> cfg = PRESETS["dilated_tiny"]
+    >>> features(init(jax.random.key(0), cfg), jnp.ones((2, 29, 4)), cfg).shape
+    (2, 29, 8)
+    """
+    _check_x(x, cfg)
+    return _features(gather_params(params, param_axes(cfg)), x, cfg)
+
+
+def receptive_field(cfg: Config) -> int:
+    """Input positions (per spatial axis) that one position of :func:`features` sees.
+
+    With ``j`` the product of the strides so far (the pooling), each kernel adds
+    ``(K − 1)·d·j`` positions and each pooling ``(P − 1)·j``. For the dilated stack (no
+    pooling, ``d_l = bˡ``) this is ``1 + (K − 1)(bᴸ − 1)/(b − 1)``, which is ``Kᴸ`` when
+    ``b = K``.
+
+    >>> receptive_field(PRESETS["dilated_tiny"])   # K = 2, dilations 1, 2, 4, 8
+    16
+    """
+    field, jump = 1, 1
+    for l in range(len(cfg.channels)):
+        field += (cfg.kernel_size - 1) * cfg.dilation_base ** l * jump
+        if cfg.pool != "none":
+            field += (cfg.pool_size - 1) * jump
+            jump *= cfg.pool_size
+    return field + 2 * cfg.num_blocks * (cfg.kernel_size - 1) * jump
+
+
+def example_batch(key: jax.Array, cfg: Config, batch_size: int):
+    """Random inputs (normal floats, or tokens) of ``cfg.input_size`` and random labels."""
+    kx, ky = jax.random.split(key)
+    shape = (batch_size,) + cfg.input_size
+    if cfg.vocab_size is not None:
+        x = jax.random.randint(kx, shape, 0, cfg.vocab_size)
+    else:
+        x = jax.random.normal(kx, shape + (cfg.in_channels,), jnp.float32)
+    return (x,), jax.random.randint(ky, (batch_size,), 0, cfg.num_classes)
+
+
+# --- private pieces ---------------------------------------------------------------------------
+
+def _features(params, x, cfg):
+    sigma = layers.activation(cfg.activation)
+    if cfg.vocab_size is not None:
+        h = params["embed"]["table"].astype(cfg.dtype)[x]
+    else:
+        h = x.astype(cfg.dtype)
+    boundary = ("batch",) + (None,) * cfg.ndim + ("embed",)
+    for l in range(len(cfg.channels)):
+        p = params[f"conv_{l}"]
+        h = sigma(conv(h, p["w"], p["b"], padding=cfg.padding, dilation=cfg.dilation_base ** l))
+        if cfg.pool != "none":
+            h = _pool(h, cfg.pool_size, None, "valid", cfg.pool)
+        h = constrain(h, boundary)
+    if cfg.num_blocks:
+        h = _blocks_apply(params["blocks"], h, cfg, boundary)
+    return h
+
+
+def _global_pool(h, cfg):
+    axes = tuple(range(1, cfg.ndim + 1))
+    if cfg.global_pool == "flatten":
+        return h.reshape(h.shape[0], -1)
+    return h.max(axes) if cfg.global_pool == "max" else h.mean(axes)
+
+
+def _blocks_apply(blocks, h, cfg, boundary):
+    sigma = layers.activation(cfg.activation)
+    padding = "causal" if cfg.padding == "causal" else "same"
+
+    def block(h, p):
+        u = sigma(layers.layer_norm(h, p["norm_scale"], p["norm_bias"]))
+        u = sigma(conv(u, p["w1"], p["b1"], padding=padding))
+        h = h + conv(u, p["w2"], p["b2"], padding=padding)
+        return constrain(h, boundary), None
+
+    return jax.lax.scan(block, h, blocks)[0]
+
+
+def _conv_init(key, cfg, c_in, c_out):
+    shape = (cfg.kernel_size,) * cfg.ndim + (c_in, c_out)
+    fan_in = cfg.kernel_size ** cfg.ndim * c_in
+    return {"w": layers.dense_init(key, shape, fan_in) * jnp.sqrt(2.0),
+            "b": jnp.zeros((c_out,), jnp.float32)}
+
+
+def _dense_init(key, d_in, d_out, scale):
+    return {"w": layers.dense_init(key, (d_in, d_out)) * jnp.sqrt(scale),
+            "b": jnp.zeros((d_out,), jnp.float32)}
+
+
+def _blocks_init(key, cfg):
+    k1, k2 = jax.random.split(key)
+    n, c = cfg.num_blocks, cfg.width
+    shape = (n,) + (cfg.kernel_size,) * cfg.ndim + (c, c)
+    fan_in = cfg.kernel_size ** cfg.ndim * c
+    return {
+        "norm_scale": jnp.ones((n, c), jnp.float32),
+        "norm_bias": jnp.zeros((n, c), jnp.float32),
+        "w1": layers.dense_init(k1, shape, fan_in) * jnp.sqrt(2.0),
+        "b1": jnp.zeros((n, c), jnp.float32),
+        # A small last kernel keeps each block near the identity at init.
+        "w2": layers.dense_init(k2, shape, fan_in) / jnp.sqrt(2.0 * n),
+        "b2": jnp.zeros((n, c), jnp.float32),
+    }
+
+
+def _check_x(x, cfg):
+    if cfg.vocab_size is not None:
+        _checks.check_array(x, "x", rank=2, letters="B T", kind="int")
+    else:
+        letters = "B T C" if cfg.ndim == 1 else "B H W C"
+        _checks.check_array(x, "x", shape=(None,) * (cfg.ndim + 1) + (cfg.in_channels,),
+                            letters=letters, kind="number")
+    size = tuple(x.shape[1:1 + cfg.ndim])
+    if cfg.global_pool == "flatten" and size != cfg.input_size:
+        raise ValueError(f"x must have spatial size {cfg.input_size} (cfg.input_size; the "
+                         f"head flattens positions), got shape {_checks.shape_str(x.shape)}")
+    cfg.feature_size(size, "x")
+
+
+def _per_axis(value, nd, name):
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * nd
+    if len(values) != nd:
+        raise ValueError(f"{name} must be an int or {nd} ints (one per spatial axis), got "
+                         f"{value!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1 (or one per spatial axis), "
+                             f"got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _padding(size, kernel, strides, dilations, padding, what="kernel"):
+    """``(low, high)`` padding per spatial axis."""
+    _checks.one_of(padding, "padding", PADDINGS)
+    if padding == "causal" and len(size) != 1:
+        raise ValueError(f"padding='causal' is for 1D inputs, got {len(size)} spatial axes")
+    pads = []
+    for n, k, s, d in zip(size, kernel, strides, dilations):
+        span = (k - 1) * d + 1
+        if padding == "valid":
+            if span > n:
+                raise ValueError(
+                    f"{what} (size {k}, dilation {d}: spans {span}) is larger than the "
+                    f"unpadded input (size {n}); use padding='same' or a smaller {what}")
+            pads.append((0, 0))
+        elif padding == "causal":
+            pads.append((span - 1, 0))
+        else:
+            total = max((math.ceil(n / s) - 1) * s + span - n, 0)
+            pads.append((total // 2, total - total // 2))
+    return pads
+
+
+def _pool(x, window, stride, padding, kind):
+    _checks.check_array(x, "x", kind="number")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x must have rank 3 [B T C] or 4 [B H W C], got shape "
+                         f"{_checks.shape_str(x.shape)}")
+    nd = x.ndim - 2
+    windows = _per_axis(window, nd, "window")
+    strides = windows if stride is None else _per_axis(stride, nd, "stride")
+    _checks.one_of(padding, "padding", ("valid", "same"))
+    pads = [(0, 0)] + _padding(x.shape[1:-1], windows, strides, (1,) * nd, padding,
+                                     "window") + [(0, 0)]
+    dims, steps = (1,) + windows + (1,), (1,) + strides + (1,)
+    if kind == "max":
+        # A concrete NumPy init value lets JAX recognise reduce_window_max (differentiable).
+        init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
+        return jax.lax.reduce_window(x, np.array(init, x.dtype), jax.lax.max, dims, steps,
+                                     pads)
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    zero = np.array(0, x.dtype)
+    total = jax.lax.reduce_window(x, zero, jax.lax.add, dims, steps, pads)
+    count = jax.lax.reduce_window(jnp.ones_like(x[:1, ..., :1]), zero, jax.lax.add, dims,
+                                  steps, pads)
+    return total / count
