@@ -32,6 +32,7 @@ device, eight, or many processes (``jax.distributed``; each process feeds its ow
 """
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -431,7 +432,7 @@ def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainC
         mesh=None, seed: int = 0, eval_data: Iterable | None = None, eval_every: int = 0,
         checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, keep: int = 3,
         resume: bool = False, metrics_path: str | Path | None = None, log_every: int = 1,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, until: int | None = None) -> FitResult:
     """Trains ``spec`` for ``steps`` optimiser steps on batches from ``train_data``.
 
     Args:
@@ -451,6 +452,8 @@ def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainC
         metrics_path: JSON-lines file of the history (written by process 0).
         log_every: steps between training-loss records.
         progress: show a tqdm bar with the loss and throughput (process 0).
+        until: stop (and checkpoint) after this step, as a pre-empted job would; the
+            schedule still spans ``steps``, so a resumed run continues the same curve.
 
     Returns:
         :class:`FitResult` with the final state and the history (``{"step", "loss",
@@ -464,15 +467,13 @@ def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainC
     _checks.positive_int(steps, "steps")
     mesh = shd.make_mesh() if mesh is None else mesh
     spec = spec.replace(dtype=config.dtype) if config.dtype != spec.config.dtype else spec
-    optimizer = make_optimizer(config, steps)
     batch_size = train_data.batch_size
     _check_batch(batch_size, mesh, config.accumulate)
     for loader in (train_data, eval_data):
         if hasattr(loader, "for_mesh"):
             loader.for_mesh(mesh)
-    step_fn = make_train_step(spec, optimizer, mesh=mesh, accumulate=config.accumulate)
-    eval_fn = make_eval_step(spec, mesh=mesh)
-    state = init_state(spec, optimizer, jax.random.key(seed), mesh=mesh)
+    init_fn, step_fn, eval_fn = _programs(spec, config, steps, mesh)
+    state = init_fn(jax.random.key(seed))
     ckpt = None if checkpoint_dir is None else Checkpoints(checkpoint_dir, keep=keep)
     if resume:
         if ckpt is None:
@@ -486,14 +487,15 @@ def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainC
     logger = _Logger(metrics_path, progress, total=steps, initial=int(state.step))
     batches = iter(train_data)
     start = int(state.step)
+    stop = steps if until is None else min(until, steps)
     tick, seen_tokens = time.perf_counter(), 0
     try:
-        for s in range(start, steps):
+        for s in range(start, stop):
             inputs, targets = global_batch(next(batches), mesh, batch_size)
             state, loss = step_fn(state, inputs, targets)
             seen_tokens += _tokens(inputs)
             done = s + 1
-            if done % log_every == 0 or done == steps:
+            if done % log_every == 0 or done == stop:
                 value = float(loss)
                 elapsed = max(time.perf_counter() - tick, 1e-9)
                 rate = batch_size * (done - start) / elapsed
@@ -502,11 +504,11 @@ def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainC
                     record["tokens_per_s"] = seen_tokens / elapsed
                 logger.log(record)
             if eval_data is not None and (eval_every and done % eval_every == 0
-                                          or done == steps):
+                                          or done == stop):
                 logger.log({"step": done, "eval_loss": evaluate(
                     eval_fn, state.params, eval_data, mesh)})
             if ckpt is not None and (checkpoint_every and done % checkpoint_every == 0
-                                     or done == steps):
+                                     or done == stop):
                 ckpt.save(done, state, train_data.state_dict())
             logger.advance()
     finally:
@@ -514,6 +516,17 @@ def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainC
         if ckpt is not None:
             ckpt.close()
     return FitResult(state, logger.history)
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(spec: ModelSpec, config: TrainConfig, steps: int, mesh):
+    """Init, train and eval functions of a run, cached so that repeated runs with the same
+    settings reuse their compiled programs."""
+    optimizer = make_optimizer(config, steps)
+    init = jax.jit(lambda key: init_state(spec, optimizer, key),
+                   out_shardings=state_shardings(spec, optimizer, mesh))
+    step = make_train_step(spec, optimizer, mesh=mesh, accumulate=config.accumulate)
+    return init, step, make_eval_step(spec, mesh=mesh)
 
 
 def evaluate(eval_fn, params, eval_data: Iterable, mesh) -> float:
