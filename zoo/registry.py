@@ -27,6 +27,8 @@ FAMILIES = (
     # convolutional families
     "rnn",
     # recurrent families
+    "attention",
+    "transformer",
     # attention families
 )
 

@@ -1,0 +1,529 @@
+"""Attention: scaled dot-product, multi-head (self and cross, grouped key/value heads) and
+self-attention restricted to a window, blocked so that it costs O(R·n·D).
+
+Scaled dot-product attention of queries ``q`` against keys ``k`` and values ``v``::
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √H + M) V
+
+where ``M`` is 0 where the mask allows a query to see a key and −∞ (in practice
+``finfo(float32).min``) elsewhere. A query that no key may see gets a zero output (and zero
+gradients), never NaN. Multi-head attention projects the inputs ``N`` times::
+
+    head_i = Attention(X W_q^i, C W_k^{g(i)}, C W_v^{g(i)}),   MHA = concat(head_1..head_N) W_o
+
+with ``C = X`` for self-attention and the context for cross-attention; ``g(i) = i // (N/K)``
+maps query heads to ``K <= N`` key/value heads (grouped-query attention; ``K = N`` is the
+classic layer). Restricted self-attention lets position ``t`` see only ``|t − s| <= R`` (and
+``s <= t`` when causal); :func:`local_attention` splits the sequence into blocks of ``b >= R``
+positions and lets each block attend to itself and its neighbours, so the scores take
+``B·N·n·3b`` memory and ``O(b·n·H)`` FLOPs per head instead of ``n²``.
+
+Paths, all giving the same numbers (tested):
+
+* :func:`dot_product_attention`: explicit, returns the weights ``[B, N, T, S]`` too (maps,
+  contact prediction).
+* :func:`fused_attention`: ``jax.nn.dot_product_attention`` with ``implementation`` ``"xla"``
+  or ``"cudnn"``.
+* :func:`chunked_attention`: the zoo's own XLA kernel; queries run in blocks under
+  ``lax.map`` so each block's float32 scores stay in cache (the fast path on CPU).
+* :func:`local_attention`: the blocked window.
+
+``Config.implementation`` picks the path: ``"auto"`` uses cuDNN where the device and the
+arguments allow (GPU, 16-bit dtype, head dim a multiple of 8 up to 128, no explicit mask) and
+the chunked XLA kernel otherwise; ``"xla"``/``"cudnn"`` go through ``jax.nn``; ``"chunked"``
+forces the zoo kernel.
+
+Shape letters: ``B`` batch, ``T`` query positions, ``S`` key positions, ``D`` model width,
+``N`` query heads, ``K`` key/value heads, ``G = N/K`` queries per key/value head, ``H`` head
+dim, ``R`` window.
+
+References:
+    A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    https://arxiv.org/abs/1706.03762
+    J. Ainslie et al., "GQA: Training Generalized Multi-Query Transformer Models from
+    Multi-Head Checkpoints", 2023. https://arxiv.org/abs/2305.13245
+    I. Beltagy, M. Peters, A. Cohan, "Longformer: The Long-Document Transformer", 2020.
+    https://arxiv.org/abs/2004.05150
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+from jaxtyping import Array, Bool, Float
+
+from zoo import _checks, layers
+from zoo.sharding import constrain, gather_params
+from zoo.types import ParamAxes, Params
+
+TASK = "regression"
+IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked")
+#: Query block of the chunked kernel: 64 float32 rows of scores per (batch, head) stay in a
+#: CPU core's L2 for S up to a few thousand (measured best of 16..1024 at n = 1024).
+QUERY_BLOCK = 64
+_NEG = float(jnp.finfo(jnp.float32).min)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Multi-head attention hyper-parameters.
+
+    Attributes:
+        d_model: model width ``D`` (input and output features).
+        num_heads: query heads ``N``; must divide ``d_model`` unless ``head_dim`` is given.
+        num_kv_heads: key/value heads ``K`` (default ``N``); must divide ``num_heads``.
+        head_dim: ``H`` (default ``d_model // num_heads``).
+        causal: self-attention sees no later position.
+        window: restrict self-attention to ``|t − s| <= window`` (``None``: full).
+        implementation: ``"auto"``, ``"xla"``, ``"cudnn"`` or ``"chunked"`` (module doc).
+        dtype: computation dtype (params stay float32; scores and softmax run in float32).
+    """
+    d_model: int
+    num_heads: int
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    causal: bool = False
+    window: int | None = None
+    implementation: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _checks.positive_int(self.d_model, "d_model")
+        _checks.positive_int(self.num_heads, "num_heads")
+        if self.head_dim is None and self.d_model % self.num_heads:
+            raise ValueError(f"d_model must be divisible by num_heads, got d_model="
+                             f"{self.d_model}, num_heads={self.num_heads}")
+        if self.head_dim is not None:
+            _checks.positive_int(self.head_dim, "head_dim")
+        if self.num_kv_heads is not None:
+            _checks.positive_int(self.num_kv_heads, "num_kv_heads")
+            if self.num_heads % self.num_kv_heads:
+                raise ValueError(f"num_kv_heads must divide num_heads, got num_kv_heads="
+                                 f"{self.num_kv_heads}, num_heads={self.num_heads}")
+        if self.window is not None:
+            _checks.positive_int(self.window, "window")
+        _checks.one_of(self.implementation, "implementation", IMPLEMENTATIONS)
+        _checks.dtype_name(self.dtype)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.d_model // self.num_heads
+
+
+PRESETS: dict[str, Config] = {
+    "tiny": Config(d_model=8, num_heads=4),
+    "local": Config(d_model=8, num_heads=4, window=2, causal=True),
+}
+
+
+def init(key: jax.Array, cfg: Config) -> Params:
+    """LeCun-normal projections, zero biases (float32).
+
+    >>> p = init(jax.random.key(0), PRESETS["tiny"])
+    >>> p["w_q_dnh"].shape, p["w_o_nhd"].shape
+    ((8, 4, 2), (4, 2, 8))
+    """
+    return _proj_init(key, cfg.d_model, cfg.num_heads, cfg.kv_heads, cfg.head_size)
+
+
+def param_axes(cfg: Config) -> ParamAxes:
+    """Heads split over ``tensor`` (Megatron: column-parallel Q/K/V, row-parallel output)."""
+    return _proj_axes()
+
+
+def apply(params: Params, x: Float[Array, "B T D"], cfg: Config, *,
+          context: Float[Array, "B S D"] | None = None,
+          mask: Bool[Array, "B N T S"] | None = None, key=None,
+          train: bool = False) -> Float[Array, "B T D"]:
+    """Multi-head attention of ``x`` over itself (or over ``context``).
+
+    Args:
+        params: from :func:`init`.
+        x: queries' inputs ``[B, T, D]``.
+        cfg: the layer's config.
+        context: keys' and values' inputs ``[B, S, D]`` (cross-attention); default ``x``.
+        mask: boolean, ``True`` where a query may see a key: ``[B, S]`` (key padding) or
+            rank 4 broadcastable to ``[B, N, T, S]``.
+        key, train: unused (no dropout here); accepted for the contract.
+
+    Returns:
+        ``[B, T, D]`` in ``cfg.dtype``.
+
+    Raises:
+        ValueError: wrong shapes or ranks, or a window with cross-attention.
+        TypeError: non-float inputs or a non-boolean mask.
+
+    >>> cfg = PRESETS["tiny"]
+    >>> apply(init(jax.random.key(0), cfg), jnp.ones((2, 5, 8)), cfg).shape
+    (2, 5, 8)
+    """
+    out, _ = _mha(params, x, cfg, context=context, mask=mask, return_weights=False)
+    return out
+
+
+def attention_weights_of(params: Params, x: Float[Array, "B T D"], cfg: Config, *,
+                         context=None, mask=None) -> tuple[Array, Array]:
+    """Like :func:`apply` through the explicit path, also returning weights ``[B, N, T, S]``.
+
+    >>> cfg = PRESETS["tiny"]
+    >>> y, w = attention_weights_of(init(jax.random.key(0), cfg), jnp.ones((2, 5, 8)), cfg)
+    >>> w.shape
+    (2, 4, 5, 5)
+    """
+    return _mha(params, x, cfg, context=context, mask=mask, return_weights=True)
+
+
+def example_batch(key: jax.Array, cfg: Config, batch_size: int):
+    """Random inputs ``[B, 7, D]`` and random regression targets of the same shape."""
+    kx, ky = jax.random.split(key)
+    shape = (batch_size, 7, cfg.d_model)
+    return (jax.random.normal(kx, shape),), jax.random.normal(ky, shape)
+
+
+# --- attention cores ---------------------------------------------------------------------------
+
+def dot_product_attention(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"],
+                          v: Float[Array, "B S K H"], *, mask=None, causal: bool = False
+                          ) -> tuple[Float[Array, "B T N H"], Float[Array, "B N T S"]]:
+    """Explicit scaled dot-product attention, returning the output and the weights.
+
+    ``softmax(q kᵀ/√H + M) v``, scores and softmax in float32; fully masked rows give zeros.
+
+    Args:
+        q: queries ``[B, T, N, H]``.
+        k, v: keys and values ``[B, S, K, H]`` with ``K`` dividing ``N``.
+        mask: boolean, broadcastable to ``[B, N, T, S]`` (``True`` = may attend).
+        causal: also mask ``s > t``.
+
+    Returns:
+        ``(out [B, T, N, H], weights [B, N, T, S] float32)``.
+
+    >>> q = jnp.ones((1, 3, 2, 4))
+    >>> out, w = dot_product_attention(q, q, q, causal=True)
+    >>> w[0, 0].tolist()
+    [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.3333333432674408, 0.3333333432674408, 0.3333333432674408]]
+    """
+    groups = q.shape[2] // k.shape[2]
+    k, v = jnp.repeat(k, groups, axis=2), jnp.repeat(v, groups, axis=2)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    s = jnp.einsum("BTNH,BSNH->BNTS", q, k, preferred_element_type=_acc(q)) * scale
+    valid = _valid(mask, causal, q.shape[1], k.shape[1])
+    w = _masked_softmax(s, valid)
+    out = jnp.einsum("BNTS,BSNH->BTNH", w.astype(v.dtype), v)
+    return out, w
+
+
+def fused_attention(q, k, v, *, mask=None, causal: bool = False,
+                    implementation: str = "xla") -> Float[Array, "B T N H"]:
+    """``jax.nn.dot_product_attention`` with the zoo's convention for fully masked rows (zero).
+
+    >>> q = jnp.ones((1, 3, 2, 4))
+    >>> fused_attention(q, q, q, causal=True).shape
+    (1, 3, 2, 4)
+    """
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal,
+                                       implementation=implementation)
+    if mask is None:
+        return out
+    seen = jnp.broadcast_to(_valid(mask, causal, q.shape[1], k.shape[1]).any(-1),
+                            (q.shape[0], q.shape[2], q.shape[1]))
+    return out * seen.transpose(0, 2, 1)[..., None].astype(out.dtype)
+
+
+def chunked_attention(q, k, v, *, mask=None, causal: bool = False,
+                      block: int = QUERY_BLOCK) -> Float[Array, "B T N H"]:
+    """Scaled dot-product attention with queries in blocks of ``block`` under ``lax.map``.
+
+    Same numbers as :func:`dot_product_attention`; each block's ``[B, N, block, S]`` float32
+    scores are made, used and dropped before the next, instead of all ``T·S`` at once.
+
+    >>> q = jax.random.normal(jax.random.key(0), (2, 9, 4, 8))
+    >>> bool(jnp.allclose(chunked_attention(q, q, q, block=4),
+    ...                   dot_product_attention(q, q, q)[0], atol=1e-6))
+    True
+    """
+    b, t, n, h = q.shape
+    s_len, kh = k.shape[1], k.shape[2]
+    g = n // kh
+    blk = min(block, t)
+    nb = -(-t // blk)
+    q = (q * jnp.asarray(1.0 / math.sqrt(h), q.dtype))
+    q = jnp.pad(q, ((0, 0), (0, nb * blk - t), (0, 0), (0, 0)))
+    qb = q.reshape(b, nb, blk, kh, g, h).transpose(1, 0, 3, 4, 2, 5)     # nb B K G b H
+    kt = k.transpose(0, 2, 3, 1)[:, :, None]                                # B K 1 H S
+    vt = v.transpose(0, 2, 1, 3)[:, :, None]                                # B K 1 S H
+    mask_b = None if mask is None else _mask_blocks(mask, t, nb, blk, kh, g)
+
+    def one(i_and_m):
+        i, qc, m = i_and_m
+        s = jnp.matmul(qc, kt, preferred_element_type=_acc(qc))            # B K G b S
+        valid = m
+        if causal:
+            tq = i * blk + jnp.arange(blk)[:, None]
+            c = tq >= jnp.arange(s_len)[None, :]
+            valid = c if valid is None else valid & c
+        w = _masked_softmax(s, valid)
+        return jnp.matmul(w.astype(v.dtype), vt)                            # B K G b H
+
+    xs = (jnp.arange(nb), qb, mask_b)
+    out = jax.lax.map(one, xs)
+    out = out.transpose(1, 0, 4, 2, 3, 5).reshape(b, nb * blk, n, h)
+    return out[:, :t]
+
+
+def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
+                    v: Float[Array, "B T K H"], *, window: int, causal: bool = False,
+                    key_mask: Bool[Array, "B T"] | None = None,
+                    block: int | None = None) -> Float[Array, "B T N H"]:
+    """Self-attention restricted to ``|t − s| <= window`` (and ``s <= t`` if causal), blocked.
+
+    The sequence is cut into blocks of ``b = max(window, block or 16)`` positions; block ``i``
+    attends to blocks ``i − 1, i, i + 1`` (``i − 1, i`` when causal), so scores are
+    ``[B, n/b, N, b, 3b]``: memory and FLOPs grow linearly in ``n`` for a fixed window.
+
+    Args:
+        q, k, v: ``[B, T, N, H]`` and ``[B, T, K, H]`` (self-attention: same length).
+        window: ``R >= 1``.
+        causal: also mask later positions.
+        key_mask: ``[B, T]`` boolean key padding (``True`` = real position).
+        block: minimum block length (default 16).
+
+    Raises:
+        ValueError: if ``window < 1`` or the lengths differ.
+
+    >>> q = jax.random.normal(jax.random.key(0), (1, 40, 2, 4))
+    >>> local_attention(q, q, q, window=3).shape
+    (1, 40, 2, 4)
+    """
+    _checks.positive_int(window, "window")
+    if k.shape[1] != q.shape[1]:
+        raise ValueError(f"local_attention is self-attention: q has {q.shape[1]} positions, "
+                         f"k has {k.shape[1]}")
+    bsz, t, n, h = q.shape
+    kh = k.shape[2]
+    g = n // kh
+    blk = max(window, block or 16)
+    nb = -(-t // blk)
+    pad = nb * blk - t
+    key_valid = jnp.ones((bsz, t), bool) if key_mask is None else key_mask
+    key_valid = jnp.pad(key_valid, ((0, 0), (0, pad)))
+
+    def blocks(x):
+        return jnp.pad(x, ((0, 0), (0, pad)) + ((0, 0),) * (x.ndim - 2)).reshape(
+            (bsz, nb, blk) + x.shape[2:])
+
+    qb = blocks(q * jnp.asarray(1.0 / math.sqrt(h), q.dtype))              # B C b N H
+    qb = qb.reshape(bsz, nb, blk, kh, g, h)
+    kb, vb, mb = blocks(k), blocks(v), key_valid.reshape(bsz, nb, blk)
+    shifts = (-1, 0) if causal else (-1, 0, 1)
+    kn, vn, mn = (jnp.concatenate([_shift_blocks(x, s) for s in shifts], axis=2)
+                  for x in (kb, vb, mb))                                   # B C w ...
+    q_pos = jnp.arange(nb)[:, None, None] * blk + jnp.arange(blk)[None, :, None]
+    k_pos = (jnp.arange(nb)[:, None, None] * blk + shifts[0] * blk
+             + jnp.arange(len(shifts) * blk)[None, None, :])
+    valid = jnp.abs(q_pos - k_pos) <= window                               # C b w
+    if causal:
+        valid &= k_pos <= q_pos
+    valid = valid[None] & mn[:, :, None, :]                                # B C b w
+    s = jnp.einsum("BCtKGH,BCuKH->BCKGtu", qb, kn, preferred_element_type=_acc(qb))
+    w = _masked_softmax(s, valid[:, :, None, None])
+    out = jnp.einsum("BCKGtu,BCuKH->BCtKGH", w.astype(v.dtype), vn)
+    return out.reshape(bsz, nb * blk, n, h)[:, :t]
+
+
+def band_mask(t: int, window: int, causal: bool = False) -> Bool[Array, "T T"]:
+    """The ``[T, T]`` mask ``|t − s| <= window`` (and ``s <= t``): local attention's meaning.
+
+    >>> band_mask(3, 1).astype(int).tolist()
+    [[1, 1, 0], [1, 1, 1], [0, 1, 1]]
+    """
+    i, j = jnp.arange(t)[:, None], jnp.arange(t)[None, :]
+    m = jnp.abs(i - j) <= window
+    return m & (j <= i) if causal else m
+
+
+def check_mask(mask, name: str, batch: int, heads: int, t: int, s: int):
+    """Validates a boolean mask and returns it as rank 4, broadcastable to ``[B, N, T, S]``.
+
+    Accepts ``[B, S]`` (key padding) or rank 4 with each axis 1 or the full size.
+
+    Raises:
+        TypeError: if the mask is not a boolean array.
+        ValueError: if its shape cannot broadcast to ``[B, N, T, S]``.
+    """
+    if mask is None:
+        return None
+    if not hasattr(mask, "dtype") or mask.dtype != jnp.bool_:
+        got = getattr(mask, "dtype", type(mask).__name__)
+        raise TypeError(f"{name} must be a boolean array (True = may attend), got dtype {got}")
+    full = (batch, heads, t, s)
+    if mask.ndim == 2 and mask.shape == (batch, s):
+        return mask[:, None, None, :]
+    if mask.ndim != 4 or any(m not in (1, f) for m, f in zip(mask.shape, full)):
+        raise ValueError(f"{name} must have shape [B, S] = {_checks.shape_str((batch, s))} or "
+                         f"broadcast to [B, N, T, S] = {_checks.shape_str(full)}, "
+                         f"got {_checks.shape_str(mask.shape)}")
+    return mask
+
+
+# --- multi-head layer pieces (also used by zoo.transformer) ------------------------------------
+
+def project_q(p, x):
+    """``[B, T, D] -> [B, T, N, H]``."""
+    return jnp.einsum("BTD,DNH->BTNH", x, p["w_q_dnh"].astype(x.dtype)) + \
+        p["b_q_nh"].astype(x.dtype)
+
+
+def project_kv(p, c):
+    """``[B, S, D] -> ([B, S, K, H], [B, S, K, H])``."""
+    k = jnp.einsum("BSD,DKH->BSKH", c, p["w_k_dkh"].astype(c.dtype)) + \
+        p["b_k_kh"].astype(c.dtype)
+    v = jnp.einsum("BSD,DKH->BSKH", c, p["w_v_dkh"].astype(c.dtype)) + \
+        p["b_v_kh"].astype(c.dtype)
+    return k, v
+
+
+def project_out(p, o):
+    """``[B, T, N, H] -> [B, T, D]``."""
+    return jnp.einsum("BTNH,NHD->BTD", o, p["w_o_nhd"].astype(o.dtype)) + \
+        p["b_o_d"].astype(o.dtype)
+
+
+def attend(q, k, v, *, mask=None, causal=False, window=None, implementation="auto",
+           return_weights=False):
+    """Dispatches to the path ``implementation`` and the arguments call for.
+
+    Returns ``(out [B, T, N, H], weights [B, N, T, S] or None)``.
+    """
+    if return_weights:
+        if window is not None:
+            band = band_mask(q.shape[1], window, causal)
+            mask = band if mask is None else mask & band
+            causal = False
+        return dot_product_attention(q, k, v, mask=mask, causal=causal)
+    if window is not None:
+        key_mask = None if mask is None else _key_mask(mask, q.shape[0], k.shape[1])
+        return local_attention(q, k, v, window=window, causal=causal, key_mask=key_mask), None
+    impl = _resolve(implementation, q, mask)
+    if impl == "chunked":
+        return chunked_attention(q, k, v, mask=mask, causal=causal), None
+    return fused_attention(q, k, v, mask=mask, causal=causal, implementation=impl), None
+
+
+# --- private pieces ---------------------------------------------------------------------------
+
+def _mha(params, x, cfg, *, context, mask, return_weights):
+    _checks.check_array(x, "x", shape=(None, None, cfg.d_model), letters="B T D", kind="float")
+    if context is not None:
+        _checks.check_array(context, "context", shape=(x.shape[0], None, cfg.d_model),
+                            letters="B S D", kind="float")
+        if cfg.window is not None:
+            raise ValueError("window restricts self-attention; pass no context with window="
+                             f"{cfg.window}")
+    c = x if context is None else context
+    mask = check_mask(mask, "mask", x.shape[0], cfg.num_heads, x.shape[1], c.shape[1])
+    params = gather_params(params, param_axes(cfg))
+    x, c = x.astype(cfg.dtype), c.astype(cfg.dtype)
+    q = project_q(params, x)
+    k, v = project_kv(params, c)
+    o, w = attend(q, k, v, mask=mask, causal=cfg.causal and context is None, window=cfg.window,
+                  implementation=cfg.implementation, return_weights=return_weights)
+    return constrain(project_out(params, o), ("batch", "seq", "embed")), w
+
+
+def _acc(x):
+    """Scores' dtype: at least float32 (float64 stays float64 for gradient checks)."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _valid(mask, causal, t, s):
+    if not causal:
+        return mask
+    c = jnp.arange(t)[:, None] >= jnp.arange(s)[None, :]
+    return c if mask is None else mask & c
+
+
+def _masked_softmax(s, valid):
+    """Softmax over the last axis in float32; rows with no valid entry become zeros."""
+    if valid is None:
+        return jax.nn.softmax(s, axis=-1)
+    s = jnp.where(valid, s, _NEG)
+    m = jax.lax.stop_gradient(s.max(-1, keepdims=True))
+    e = jnp.exp(s - m)
+    e = jnp.where(valid, e, 0.0)
+    denom = e.sum(-1, keepdims=True)
+    return e / jnp.where(denom > 0, denom, 1.0)
+
+
+def _mask_blocks(mask, t, nb, blk, kh, g):
+    """Rank-4 mask -> per-query-block masks ``[nb, B|1, K|1, G|1, b|1, S]`` for lax.map."""
+    bm, nm, tm, sm = mask.shape
+    m = mask.reshape(bm, kh, g, tm, sm) if nm != 1 else mask.reshape(bm, 1, 1, tm, sm)
+    if tm == 1:
+        return jnp.broadcast_to(m[None], (nb,) + m.shape)
+    m = jnp.pad(m, ((0, 0),) * 3 + ((0, nb * blk - t), (0, 0)))
+    return m.reshape(m.shape[:3] + (nb, blk, sm)).transpose(3, 0, 1, 2, 4, 5)
+
+
+def _key_mask(mask, batch, s):
+    """A rank-4 mask that only pads keys (``[B|1, 1, 1, S]``) as ``[B, S]``."""
+    if mask.shape[1] != 1 or mask.shape[2] != 1:
+        raise ValueError("with a window, mask must be a key-padding mask [B, S] or "
+                         f"[B, 1, 1, S], got {_checks.shape_str(mask.shape)}")
+    return jnp.broadcast_to(mask[:, 0, 0, :], (batch, s))
+
+
+def _shift_blocks(x, shift):
+    """Block ``i`` of the result is block ``i + shift`` of ``x`` (zeros/False past the ends)."""
+    if shift == 0:
+        return x
+    nb = x.shape[1]
+    pad = [(0, 0)] * x.ndim
+    if shift < 0:
+        pad[1] = (-shift, 0)
+        return jnp.pad(x, pad)[:, :nb]
+    pad[1] = (0, shift)
+    return jnp.pad(x, pad)[:, shift:]
+
+
+def _resolve(implementation, q, mask):
+    if implementation != "auto":
+        return implementation
+    on_gpu = jax.devices()[0].platform == "gpu"
+    ok = (q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % 8 == 0
+          and q.shape[-1] <= 128 and mask is None)
+    return "cudnn" if on_gpu and ok else "chunked"
+
+
+def _proj_init(key, d, n, kh, h, leading=()):
+    kq, kk, kv, ko = jax.random.split(key, 4)
+    z = lambda *s: jnp.zeros(leading + s, jnp.float32)
+    return {
+        "w_q_dnh": layers.dense_init(kq, leading + (d, n, h), fan_in=d),
+        "b_q_nh": z(n, h),
+        "w_k_dkh": layers.dense_init(kk, leading + (d, kh, h), fan_in=d),
+        "b_k_kh": z(kh, h),
+        "w_v_dkh": layers.dense_init(kv, leading + (d, kh, h), fan_in=d),
+        "b_v_kh": z(kh, h),
+        "w_o_nhd": layers.dense_init(ko, leading + (n, h, d), fan_in=n * h),
+        "b_o_d": z(d),
+    }
+
+
+def _proj_axes(leading=()):
+    return {
+        "w_q_dnh": P(*leading, "embed", "heads", "head_dim"),
+        "b_q_nh": P(*leading, "heads", "head_dim"),
+        "w_k_dkh": P(*leading, "embed", "heads", "head_dim"),
+        "b_k_kh": P(*leading, "heads", "head_dim"),
+        "w_v_dkh": P(*leading, "embed", "heads", "head_dim"),
+        "b_v_kh": P(*leading, "heads", "head_dim"),
+        "w_o_nhd": P(*leading, "heads", "head_dim", "embed"),
+        "b_o_d": P(*leading, None),
+    }

@@ -1,0 +1,583 @@
+"""The Transformer: encoder, decoder, the encoder-decoder of Vaswani et al. (2017), an
+encoder-only masked language model and a decoder-only language model, with a key/value cache
+for incremental decoding.
+
+Each layer wraps its sub-layers (self-attention, cross-attention, position-wise feed-forward)
+in a residual connection with layer norm, after the residual (``norm="post"``, the paper)::
+
+    x ← LN(x + Dropout(Sublayer(x)))
+
+or before the sub-layer (``norm="pre"``, with one final norm after the stack)::
+
+    x ← x + Dropout(Sublayer(LN(x)))
+
+    FFN(x) = max(0, x W1 + b1) W2 + b2
+    PE(pos, 2i) = sin(pos / 10000^{2i/D}),   PE(pos, 2i+1) = cos(pos / 10000^{2i/D})
+
+Token embeddings are scaled by √D and added to the positions (sinusoidal, or learned with
+``positions="learned"``). The vocabulary is shared: the source and target embeddings and the
+output projection are one matrix (``logits = h Eᵀ``). Layers are stacked on a leading ``L``
+axis and run with ``lax.scan``. Decoder self-attention is causal; cross-attention sees the
+encoder's output ``memory`` except padded source positions. Token id 0 is padding (:data:`PAD`),
+1 starts a target (:data:`BOS`), 2 is the masked-LM mask (:data:`MASK`).
+
+Kinds (``Config.kind``) and their inputs:
+
+* ``"encoder_decoder"``: ``apply(params, src [B, S], tgt_in [B, T], cfg) -> [B, T, V]``;
+* ``"encoder"`` (masked LM): ``apply(params, tokens [B, T], cfg) -> [B, T, V]``;
+* ``"decoder"`` (LM): ``apply(params, tokens [B, T], cfg) -> [B, T, V]``.
+
+Shape letters: ``B`` batch, ``S`` source positions, ``T`` target positions, ``M`` cache
+length, ``D`` model width, ``F`` feed-forward width, ``N`` heads, ``K`` key/value heads,
+``H`` head dim, ``V`` vocabulary, ``L`` layers.
+
+References:
+    A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    https://arxiv.org/abs/1706.03762
+    R. Xiong et al., "On Layer Normalization in the Transformer Architecture", ICML 2020.
+    https://arxiv.org/abs/2002.04745
+    J. Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers for Language
+    Understanding", 2019. https://arxiv.org/abs/1810.04805
+"""
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+from jaxtyping import Array, Float, Int
+
+from zoo import _checks, attention, layers
+from zoo.sharding import constrain, gather_params
+from zoo.types import ParamAxes, Params
+
+PAD, BOS, MASK = 0, 1, 2
+KINDS = ("encoder_decoder", "encoder", "decoder")
+_TASKS = {"encoder_decoder": "seq2seq", "encoder": "masked_lm", "decoder": "lm"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Transformer hyper-parameters.
+
+    Attributes:
+        kind: ``"encoder_decoder"``, ``"encoder"`` (masked LM) or ``"decoder"`` (LM).
+        vocab_size: ``V`` (shared by source and target), >= 4.
+        d_model: ``D``; divisible by ``num_heads``.
+        num_heads: ``N``.
+        num_kv_heads: ``K`` (default ``N``).
+        d_ff: feed-forward width ``F``.
+        num_layers: encoder layers (the only stack for ``encoder``/``decoder`` kinds).
+        num_decoder_layers: decoder layers of an encoder-decoder (default ``num_layers``).
+        max_len: longest sequence the positional table covers.
+        positions: ``"sinusoidal"`` or ``"learned"``.
+        norm: ``"post"`` (the paper) or ``"pre"``.
+        dropout: residual, embedding and attention-output dropout rate in ``[0, 1)``.
+        norm_eps: layer-norm epsilon.
+        window: restrict self-attention to ``|t − s| <= window`` (``None``: full).
+        implementation: attention path, see :mod:`zoo.attention`.
+        dtype: computation dtype.
+    """
+    kind: str = "encoder_decoder"
+    vocab_size: int
+    d_model: int
+    num_heads: int
+    num_kv_heads: int | None = None
+    d_ff: int
+    num_layers: int
+    num_decoder_layers: int | None = None
+    max_len: int = 512
+    positions: str = "sinusoidal"
+    norm: str = "post"
+    dropout: float = 0.0
+    norm_eps: float = 1e-5
+    window: int | None = None
+    implementation: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _checks.one_of(self.kind, "kind", KINDS)
+        _checks.positive_int(self.vocab_size, "vocab_size", minimum=4)
+        _checks.positive_int(self.d_ff, "d_ff")
+        _checks.positive_int(self.num_layers, "num_layers")
+        if self.num_decoder_layers is not None:
+            _checks.positive_int(self.num_decoder_layers, "num_decoder_layers")
+        _checks.positive_int(self.max_len, "max_len")
+        _checks.one_of(self.positions, "positions", ("sinusoidal", "learned"))
+        _checks.one_of(self.norm, "norm", ("post", "pre"))
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        _checks.positive_float(self.norm_eps, "norm_eps")
+        self.attention  # validates d_model, heads, window, implementation, dtype
+
+    @property
+    def attention(self) -> attention.Config:
+        return attention.Config(d_model=self.d_model, num_heads=self.num_heads,
+                                num_kv_heads=self.num_kv_heads, window=self.window,
+                                implementation=self.implementation, dtype=self.dtype)
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.num_decoder_layers or self.num_layers
+
+
+PRESETS: dict[str, Config] = {
+    "tiny": Config(vocab_size=12, d_model=8, num_heads=4, d_ff=16, num_layers=1,
+                   max_len=16, dropout=0.1),
+    "lm_tiny": Config(kind="decoder", vocab_size=12, d_model=8, num_heads=4, d_ff=16,
+                      num_layers=1, max_len=16, positions="learned", norm="pre"),
+    "mlm_tiny": Config(kind="encoder", vocab_size=12, d_model=8, num_heads=4, d_ff=16,
+                       num_layers=1, max_len=16, norm="pre"),
+    # Vaswani et al. 2017, Table 3 "base": shared 37k BPE vocabulary, 6 + 6 layers.
+    "base": Config(vocab_size=37000, d_model=512, num_heads=8, d_ff=2048, num_layers=6,
+                   max_len=512, dropout=0.1),
+}
+
+
+def task_of(cfg: Config) -> str:
+    """``"seq2seq"``, ``"masked_lm"`` or ``"lm"``: all use :func:`loss`."""
+    return _TASKS[cfg.kind]
+
+
+def init(key: jax.Array, cfg: Config) -> Params:
+    """Embedding N(0, 1/D), LeCun-normal weights, zero biases, unit norms (float32).
+
+    >>> p = init(jax.random.key(0), PRESETS["tiny"])
+    >>> p["embed"]["tokens_vd"].shape, p["encoder"]["ffn"]["w1_ldf"].shape
+    ((12, 8), (1, 8, 16))
+    """
+    k_emb, k_pos, k_enc, k_dec = jax.random.split(key, 4)
+    d = cfg.d_model
+    params = {"embed": {"tokens_vd": layers.dense_init(k_emb, (cfg.vocab_size, d), fan_in=d)}}
+    if cfg.positions == "learned":
+        params["embed"]["pos_pd"] = 0.02 * jax.random.normal(k_pos, (cfg.max_len, d))
+    if cfg.kind != "decoder":
+        params["encoder"] = _stack_init(k_enc, cfg, cfg.num_layers, cross=False)
+    if cfg.kind != "encoder":
+        n = cfg.decoder_layers if cfg.kind == "encoder_decoder" else cfg.num_layers
+        params["decoder"] = _stack_init(k_dec, cfg, n, cross=cfg.kind == "encoder_decoder")
+    if cfg.norm == "pre":
+        params["final_norm"] = _norm_init((), d)
+        if cfg.kind == "encoder_decoder":
+            params["encoder_norm"] = _norm_init((), d)
+    params["out"] = {"b_v": jnp.zeros((cfg.vocab_size,), jnp.float32)}
+    return params
+
+
+def param_axes(cfg: Config) -> ParamAxes:
+    """Heads and the FFN's inner width over ``tensor``; the vocabulary over ``tensor``."""
+    axes = {"embed": {"tokens_vd": P("vocab", "embed")}}
+    if cfg.positions == "learned":
+        axes["embed"]["pos_pd"] = P(None, "embed")
+    if cfg.kind != "decoder":
+        axes["encoder"] = _stack_axes(cross=False)
+    if cfg.kind != "encoder":
+        axes["decoder"] = _stack_axes(cross=cfg.kind == "encoder_decoder")
+    if cfg.norm == "pre":
+        axes["final_norm"] = {"scale_d": P(None), "bias_d": P(None)}
+        if cfg.kind == "encoder_decoder":
+            axes["encoder_norm"] = {"scale_d": P(None), "bias_d": P(None)}
+    axes["out"] = {"b_v": P("vocab")}
+    return axes
+
+
+def apply(params: Params, *args, key: jax.Array | None = None,
+          train: bool = False) -> Float[Array, "B T V"]:
+    """Logits of the model: ``apply(params, src, tgt_in, cfg)`` for an encoder-decoder,
+    ``apply(params, tokens, cfg)`` for the other kinds.
+
+    Args:
+        params: from :func:`init`.
+        *args: the integer token arrays (``[B, S]`` source and ``[B, T]`` target input, or
+            ``[B, T]`` tokens), then the config.
+        key: dropout key (used when ``train``).
+        train: apply dropout.
+
+    Returns:
+        ``[B, T, V]`` logits in ``cfg.dtype``.
+
+    Raises:
+        ValueError: wrong number of inputs, ranks, or a sequence longer than ``max_len``.
+        TypeError: non-integer tokens.
+
+    >>> cfg = PRESETS["tiny"]
+    >>> p = init(jax.random.key(0), cfg)
+    >>> apply(p, jnp.ones((2, 5), int), jnp.ones((2, 3), int), cfg).shape
+    (2, 3, 12)
+    """
+    inputs, cfg = args[:-1], args[-1]
+    want = 2 if cfg.kind == "encoder_decoder" else 1
+    if len(inputs) != want:
+        raise ValueError(f"a {cfg.kind} takes {want} token array(s), got {len(inputs)}")
+    for name, x in zip(("src", "tgt_in") if want == 2 else ("tokens",), inputs):
+        _check_tokens(x, name, cfg)
+    params = gather_params(params, param_axes(cfg))
+    keys = _split_key(key if train else None, 2)
+    if cfg.kind == "encoder_decoder":
+        src, tgt = inputs
+        memory, _ = encode(params, src, cfg, key=keys[0])
+        h, _ = _decoder(params, tgt, cfg, memory=memory, src_mask=src != PAD, key=keys[1])
+    elif cfg.kind == "encoder":
+        h, _ = _encoder(params, inputs[0], cfg, key=keys[0])
+    else:
+        h, _ = _decoder(params, inputs[0], cfg, key=keys[1])
+    return _logits(params, h)
+
+
+def loss(params: Params, inputs: tuple, targets: Int[Array, "B T"], cfg: Config, *,
+         key: jax.Array | None = None) -> jax.Array:
+    """Mean token cross-entropy over non-padding targets (``targets != PAD``), float32."""
+    logits = apply(params, *inputs, cfg, key=key, train=key is not None)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                             targets)
+    weight = (targets != PAD).astype(jnp.float32)
+    return (losses * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+
+
+def example_batch(key: jax.Array, cfg: Config, batch_size: int, length: int = 9):
+    """A batch of the kind's task on random symbols ``3 .. V-1``.
+
+    Encoder-decoder: copy (``src``, ``[BOS] + src[:-1]`` -> ``src``); decoder: next token;
+    encoder: 15% of positions masked, targets there (``PAD`` elsewhere).
+    """
+    k_tok, k_mask = jax.random.split(key)
+    seq = jax.random.randint(k_tok, (batch_size, length), 3, cfg.vocab_size)
+    if cfg.kind == "encoder_decoder":
+        tgt_in = jnp.concatenate([jnp.full((batch_size, 1), BOS), seq[:, :-1]], axis=1)
+        return (seq, tgt_in), seq
+    if cfg.kind == "decoder":
+        return (seq[:, :-1],), seq[:, 1:]
+    masked = jax.random.bernoulli(k_mask, 0.15, seq.shape).at[:, 0].set(True)
+    return (jnp.where(masked, MASK, seq),), jnp.where(masked, seq, PAD)
+
+
+def encode(params: Params, src: Int[Array, "B S"], cfg: Config, *, key=None,
+           return_weights: bool = False):
+    """The encoder's output ``memory [B, S, D]`` (after the final norm when pre-norm), and
+    its self-attention weights ``[L, B, N, S, S]`` if asked (else ``None``)."""
+    h, w = _encoder(params, src, cfg, key=key, return_weights=return_weights)
+    if cfg.kind == "encoder_decoder" and cfg.norm == "pre":
+        h = layers.layer_norm(h, params["encoder_norm"]["scale_d"],
+                              params["encoder_norm"]["bias_d"], cfg.norm_eps)
+    return h, w
+
+
+def attention_maps(params: Params, *args) -> dict[str, Float[Array, "L B N T S"]]:
+    """Every layer's and head's attention weights, through the explicit path.
+
+    Returns a dict: ``"encoder"`` ``[L, B, N, S, S]`` (encoder kinds), ``"decoder"``
+    ``[L, B, N, T, T]`` (decoder kinds) and ``"cross"`` ``[L, B, N, T, S]``
+    (encoder-decoder).
+
+    >>> cfg = PRESETS["lm_tiny"]
+    >>> maps = attention_maps(init(jax.random.key(0), cfg), jnp.ones((2, 5), int), cfg)
+    >>> maps["decoder"].shape
+    (2, 2, 4, 5, 5)
+    """
+    inputs, cfg = args[:-1], args[-1]
+    for name, x in zip(("src", "tgt_in") if len(inputs) == 2 else ("tokens",), inputs):
+        _check_tokens(x, name, cfg)
+    params = gather_params(params, param_axes(cfg))
+    if cfg.kind == "decoder":
+        return {"decoder": _decoder(params, inputs[0], cfg, return_weights=True)[1][0]}
+    memory, enc_w = encode(params, inputs[0], cfg, return_weights=True)
+    if cfg.kind == "encoder":
+        return {"encoder": enc_w}
+    _, (self_w, cross_w) = _decoder(params, inputs[1], cfg, memory=memory,
+                                    src_mask=inputs[0] != PAD, return_weights=True)
+    return {"encoder": enc_w, "decoder": self_w, "cross": cross_w}
+
+
+# --- incremental decoding ----------------------------------------------------------------------
+
+class KVCache(NamedTuple):
+    """Decoder state carried between :func:`decode_step` calls (returned, never mutated).
+
+    Attributes:
+        k, v: self-attention keys and values ``[L, B, M, K, H]``.
+        index: positions filled so far (int32 scalar): the next token's position.
+        memory_k, memory_v: cross-attention keys and values ``[L, B, S, K, H]``
+            (encoder-decoder), else ``None``.
+        memory_mask: ``[B, S]`` source padding (encoder-decoder), else ``None``.
+    """
+    k: jax.Array
+    v: jax.Array
+    index: jax.Array
+    memory_k: jax.Array | None = None
+    memory_v: jax.Array | None = None
+    memory_mask: jax.Array | None = None
+
+
+def init_cache(params: Params, cfg: Config, batch_size: int, max_len: int, *,
+               src: Int[Array, "B S"] | None = None) -> KVCache:
+    """An empty cache for ``max_len`` positions; an encoder-decoder also encodes ``src``.
+
+    Raises:
+        ValueError: if ``max_len`` exceeds ``cfg.max_len``, the kind is ``encoder``, or
+            ``src`` is missing (or given) for the kind.
+    """
+    if cfg.kind == "encoder":
+        raise ValueError("an encoder-only model has no incremental decoding")
+    _checks.positive_int(max_len, "max_len")
+    if max_len > cfg.max_len:
+        raise ValueError(f"max_len {max_len} exceeds the positional table (cfg.max_len="
+                         f"{cfg.max_len})")
+    if (src is None) == (cfg.kind == "encoder_decoder"):
+        raise ValueError(f"src must be given exactly for an encoder_decoder, kind={cfg.kind!r}")
+    n_layers = params["decoder"]["ffn"]["w1_ldf"].shape[0]
+    shape = (n_layers, batch_size, max_len, cfg.attention.kv_heads, cfg.attention.head_size)
+    zeros = jnp.zeros(shape, cfg.dtype)
+    cache = KVCache(zeros, zeros, jnp.zeros((), jnp.int32))
+    if src is None:
+        return cache
+    _check_tokens(src, "src", cfg)
+    params = gather_params(params, param_axes(cfg))
+    memory, _ = encode(params, src, cfg)
+    mk, mv = jax.vmap(attention.project_kv, in_axes=(0, None))(
+        params["decoder"]["cross_attn"], memory)
+    return cache._replace(memory_k=mk, memory_v=mv, memory_mask=src != PAD)
+
+
+def decode_step(params: Params, cache: KVCache, token: Int[Array, "B"],
+                cfg: Config) -> tuple[Float[Array, "B V"], KVCache]:
+    """Feeds one token per sequence at position ``cache.index``; returns its logits and the
+    cache with that position's keys and values written in.
+
+    Equal to the full forward pass's logits at that position (tested).
+
+    >>> cfg = PRESETS["lm_tiny"]
+    >>> p = init(jax.random.key(0), cfg)
+    >>> logits, cache = decode_step(p, init_cache(p, cfg, 2, 6), jnp.array([3, 4]), cfg)
+    >>> logits.shape, int(cache.index)
+    ((2, 12), 1)
+    """
+    _checks.check_array(token, "token", rank=1, letters="B", kind="int")
+    params = gather_params(params, param_axes(cfg))
+    t = cache.index
+    x = _embed(params, token[:, None], cfg, offset=t)                     # B 1 D
+    m = cache.k.shape[2]
+    pos = jnp.arange(m)
+    seen = pos <= t
+    if cfg.window is not None:
+        seen &= pos >= t - cfg.window
+    self_mask = seen[None, None, None, :]
+    cross = cache.memory_k is not None
+    cross_mask = cache.memory_mask[:, None, None, :] if cross else None
+
+    def layer(h, xs):
+        p, k_l, v_l, mk, mv = xs
+        def self_attn(u):
+            q = attention.project_q(p["self_attn"], u)
+            k_new, v_new = attention.project_kv(p["self_attn"], u)
+            k_c = jax.lax.dynamic_update_slice_in_dim(k_l, k_new.astype(k_l.dtype), t, 1)
+            v_c = jax.lax.dynamic_update_slice_in_dim(v_l, v_new.astype(v_l.dtype), t, 1)
+            o, _ = attention.dot_product_attention(q, k_c, v_c, mask=self_mask)
+            return attention.project_out(p["self_attn"], o), (k_c, v_c)
+        h, kv = _residual_aux(h, self_attn, p["norm1"], cfg)
+        if cross:
+            h = _residual(h, lambda u: _attend_kv(p["cross_attn"], u, mk, mv, cross_mask),
+                          p["norm2"], cfg)
+        h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg)
+        return h, kv
+
+    xs = (params["decoder"], cache.k, cache.v, cache.memory_k, cache.memory_v)
+    h, (k_new, v_new) = jax.lax.scan(layer, x, xs)
+    logits = _logits(params, _final_norm(params, h, cfg))[:, 0]
+    return logits, cache._replace(k=k_new, v=v_new, index=t + 1)
+
+
+def positional_encoding(length: int, d: int) -> np.ndarray:
+    """The sinusoidal table ``[length, D]`` (float32, NumPy).
+
+    >>> positional_encoding(2, 4).round(3).tolist()
+    [[0.0, 1.0, 0.0, 1.0], [0.841, 0.54, 0.01, 1.0]]
+    """
+    pos = np.arange(length)[:, None]
+    i = np.arange((d + 1) // 2)[None, :]
+    angle = pos / np.power(10000.0, 2 * i / d)
+    table = np.zeros((length, 2 * angle.shape[1]))
+    table[:, 0::2], table[:, 1::2] = np.sin(angle), np.cos(angle)
+    return table[:, :d].astype(np.float32)
+
+
+# --- private pieces ---------------------------------------------------------------------------
+
+def _encoder(params, tokens, cfg, *, key=None, return_weights=False):
+    x = _dropout(_embed(params, tokens, cfg), cfg, _fold(key, 0))
+    mask = (tokens != PAD)[:, None, None, :]
+    acfg = cfg.attention
+
+    def layer(h, xs):
+        p, k = xs
+        k1, k2 = _split_key(k, 2)
+        def self_attn(u):
+            q = attention.project_q(p["self_attn"], u)
+            kk, vv = attention.project_kv(p["self_attn"], u)
+            o, w = attention.attend(q, kk, vv, mask=mask, window=acfg.window,
+                                    implementation=acfg.implementation,
+                                    return_weights=return_weights)
+            return attention.project_out(p["self_attn"], o), w
+        h, w = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
+        h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg, k2)
+        return constrain(h, ("batch", "seq", "embed")), w
+
+    h, w = jax.lax.scan(layer, x, (params["encoder"], _layer_keys(key, cfg.num_layers)))
+    if cfg.kind == "encoder":
+        h = _final_norm(params, h, cfg)
+    return h, w
+
+
+def _decoder(params, tokens, cfg, *, memory=None, src_mask=None, key=None,
+             return_weights=False):
+    x = _dropout(_embed(params, tokens, cfg), cfg, _fold(key, 0))
+    acfg = cfg.attention
+    cross_mask = None if src_mask is None else src_mask[:, None, None, :]
+    n_layers = params["decoder"]["ffn"]["w1_ldf"].shape[0]
+
+    def layer(h, xs):
+        p, k = xs
+        k1, k2, k3 = _split_key(k, 3)
+        def self_attn(u):
+            q = attention.project_q(p["self_attn"], u)
+            kk, vv = attention.project_kv(p["self_attn"], u)
+            o, w = attention.attend(q, kk, vv, causal=True, window=acfg.window,
+                                    implementation=acfg.implementation,
+                                    return_weights=return_weights)
+            return attention.project_out(p["self_attn"], o), w
+        h, w_self = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
+        w_cross = None
+        if memory is not None:
+            def cross_attn(u):
+                q = attention.project_q(p["cross_attn"], u)
+                kk, vv = attention.project_kv(p["cross_attn"], memory)
+                o, w = attention.attend(q, kk, vv, mask=cross_mask,
+                                        implementation=acfg.implementation,
+                                        return_weights=return_weights)
+                return attention.project_out(p["cross_attn"], o), w
+            h, w_cross = _residual_aux(h, cross_attn, p["norm2"], cfg, k2)
+        h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg, k3)
+        return constrain(h, ("batch", "seq", "embed")), (w_self, w_cross)
+
+    h, w = jax.lax.scan(layer, x, (params["decoder"], _layer_keys(key, n_layers)))
+    return _final_norm(params, h, cfg), w
+
+
+def _attend_kv(p, u, k, v, mask):
+    q = attention.project_q(p, u)
+    o, _ = attention.dot_product_attention(q, k, v, mask=mask)
+    return attention.project_out(p, o)
+
+
+def _residual_aux(x, f, norm, cfg, key=None):
+    """A residual sub-layer whose function also returns something (weights, new cache)."""
+    if cfg.norm == "pre":
+        y, aux = f(layers.layer_norm(x, norm["scale_ld"], norm["bias_ld"], cfg.norm_eps))
+        return x + _dropout(y, cfg, key), aux
+    y, aux = f(x)
+    return layers.layer_norm(x + _dropout(y, cfg, key), norm["scale_ld"], norm["bias_ld"],
+                             cfg.norm_eps), aux
+
+
+def _residual(x, f, norm, cfg, key=None):
+    return _residual_aux(x, lambda u: (f(u), None), norm, cfg, key)[0]
+
+
+def _ffn(p, x):
+    h = jax.nn.relu(x @ p["w1_ldf"].astype(x.dtype) + p["b1_lf"].astype(x.dtype))
+    return h @ p["w2_lfd"].astype(x.dtype) + p["b2_ld"].astype(x.dtype)
+
+
+def _embed(params, tokens, cfg, offset=0):
+    """``E[tokens]·√D + PE[offset : offset + T]``."""
+    table = params["embed"]["tokens_vd"].astype(cfg.dtype)
+    x = jnp.take(table, tokens, axis=0) * jnp.asarray(math.sqrt(cfg.d_model), cfg.dtype)
+    t = tokens.shape[1]
+    if cfg.positions == "learned":
+        pos = jax.lax.dynamic_slice_in_dim(params["embed"]["pos_pd"], offset, t)
+    else:
+        pos = jax.lax.dynamic_slice_in_dim(
+            jnp.asarray(positional_encoding(cfg.max_len, cfg.d_model)), offset, t)
+    return constrain(x + pos.astype(cfg.dtype), ("batch", "seq", "embed"))
+
+
+def _logits(params, h):
+    table = params["embed"]["tokens_vd"].astype(h.dtype)
+    return jnp.einsum("BTD,VD->BTV", h, table) + params["out"]["b_v"].astype(h.dtype)
+
+
+def _final_norm(params, h, cfg):
+    if cfg.norm != "pre":
+        return h
+    return layers.layer_norm(h, params["final_norm"]["scale_d"],
+                             params["final_norm"]["bias_d"], cfg.norm_eps)
+
+
+def _dropout(x, cfg, key):
+    if key is None or cfg.dropout == 0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - cfg.dropout, x.shape)
+    return jnp.where(keep, x / (1.0 - cfg.dropout), 0).astype(x.dtype)
+
+
+def _split_key(key, n):
+    return (None,) * n if key is None else tuple(jax.random.split(key, n))
+
+
+def _fold(key, i):
+    return None if key is None else jax.random.fold_in(key, i)
+
+
+def _layer_keys(key, n):
+    return None if key is None else jax.random.split(jax.random.fold_in(key, 1), n)
+
+
+def _check_tokens(x, name, cfg):
+    _checks.check_array(x, name, rank=2, letters="B T", kind="int")
+    if x.shape[1] > cfg.max_len:
+        raise ValueError(f"{name} has {x.shape[1]} positions, more than the positional table "
+                         f"holds (max_len={cfg.max_len})")
+
+
+def _norm_init(leading, d):
+    suffix = "_ld" if leading else "_d"
+    return {"scale" + suffix: jnp.ones(leading + (d,), jnp.float32),
+            "bias" + suffix: jnp.zeros(leading + (d,), jnp.float32)}
+
+
+def _stack_init(key, cfg, n, *, cross):
+    d, f = cfg.d_model, cfg.d_ff
+    acfg = cfg.attention
+    k_self, k_cross, k1, k2 = jax.random.split(key, 4)
+    proj = lambda k: attention._proj_init(k, d, acfg.num_heads, acfg.kv_heads, acfg.head_size,
+                                          leading=(n,))
+    stack = {
+        "self_attn": proj(k_self),
+        "ffn": {"w1_ldf": layers.dense_init(k1, (n, d, f), fan_in=d),
+                "b1_lf": jnp.zeros((n, f), jnp.float32),
+                "w2_lfd": layers.dense_init(k2, (n, f, d), fan_in=f),
+                "b2_ld": jnp.zeros((n, d), jnp.float32)},
+        "norm1": _norm_init((n,), d),
+        "norm3": _norm_init((n,), d),
+    }
+    if cross:
+        stack["cross_attn"] = proj(k_cross)
+        stack["norm2"] = _norm_init((n,), d)
+    return stack
+
+
+def _stack_axes(*, cross):
+    norm = {"scale_ld": P("layers", None), "bias_ld": P("layers", None)}
+    axes = {
+        "self_attn": attention._proj_axes(leading=("layers",)),
+        "ffn": {"w1_ldf": P("layers", "embed", "mlp"), "b1_lf": P("layers", "mlp"),
+                "w2_lfd": P("layers", "mlp", "embed"), "b2_ld": P("layers", None)},
+        "norm1": dict(norm), "norm3": dict(norm),
+    }
+    if cross:
+        axes["cross_attn"] = attention._proj_axes(leading=("layers",))
+        axes["norm2"] = dict(norm)
+    return axes
