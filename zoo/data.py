@@ -85,7 +85,11 @@ def load_fasta(path: str | Path, *, cache_dir: str | None = None):
     """
     import datasets
     path = Path(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    raw = path.read_bytes()
+    first = next((line for line in raw.splitlines() if line.strip()), b">")
+    if not first.startswith(b">"):
+        raise ValueError(f"{path}: FASTA must start with a '>' header line, got {first[:40]!r}")
+    digest = hashlib.sha256(raw).hexdigest()
     return datasets.Dataset.from_generator(
         _fasta_records, gen_kwargs={"path": str(path.absolute()), "sha256": digest},
         cache_dir=cache_dir)
