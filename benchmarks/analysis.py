@@ -177,7 +177,8 @@ def _bisect_truncation(step, carry0, xs):
     def last_output(x, m):
         def body(carry, inp):
             t, xt = inp
-            carry = jnp.where(t <= n - 1 - m, jax.lax.stop_gradient(carry), carry)
+            cut = t <= n - 1 - m
+            carry = jax.tree.map(lambda c: jnp.where(cut, jax.lax.stop_gradient(c), c), carry)
             return step(carry, xt)
         _, ys = jax.lax.scan(body, carry0, (jnp.arange(n), x))
         return jnp.sum(ys[-1])

@@ -1,0 +1,41 @@
+"""The Table 1 suite: its probes on the zoo's real layers, and a smoke run end to end."""
+
+import json
+
+import pytest
+
+from benchmarks import table1
+
+
+@pytest.mark.parametrize("n", [16, 100, 256])
+@pytest.mark.parametrize("name", ["self-attention", "restricted-attention", "convolutional",
+                                  "convolutional-dilated", "recurrent-elman", "recurrent-lstm"])
+def test_path_length_of_each_layer_is_the_formula(name, n):
+    assert table1.measure_path(name, n) == table1.LAYERS[name].path_theory(n)
+
+
+def test_smoke_run_writes_the_report_with_exact_counts(tmp_path):
+    layers = "self-attention,recurrent-elman,convolutional,restricted-attention"
+    assert table1.main(["--smoke", "--layers", layers, "--out", str(tmp_path),
+                        "--no-progress"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {r["layer"] for r in records} == set(layers.split(","))
+    assert all(r["platform"] == "cpu" and "jax" in r for r in records)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for name, row in summary["rows"].items():
+        assert row["flops_n"]["exponent"] == pytest.approx(row["n_theory"], abs=1e-9)
+        assert row["flops_d"]["exponent"] == pytest.approx(row["d_theory"], abs=1e-9)
+        assert row["sequential"] == row["sequential_expected"], name
+        assert row["path"] == row["path_expected"], name
+    timed = [r for r in records if r["kind"] == "n_sweep"]
+    assert all(0 < r["fwd_min_s"] <= r["fwd_median_s"] <= r["fwd_max_s"] for r in timed)
+    assert all(r["xla_flops"] is None for r in timed if r["sequential_ops"] > 1)
+    report = (tmp_path / "report.md").read_text()
+    assert "| self-attention | O(n²·d) |" in report
+    assert (tmp_path / "time_vs_n.png").stat().st_size > 0
+
+
+def test_unknown_layer_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        table1.main(["--smoke", "--layers", "self-attention,lstm2"])
+    assert "unknown layers ['lstm2']" in capsys.readouterr().err
