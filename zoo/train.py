@@ -488,21 +488,24 @@ def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainC
     batches = iter(train_data)
     start = int(state.step)
     stop = steps if until is None else min(until, steps)
-    tick, seen_tokens = time.perf_counter(), 0
+    tick, seen_tokens, last = time.perf_counter(), 0, start
     try:
         for s in range(start, stop):
             inputs, targets = global_batch(next(batches), mesh, batch_size)
             state, loss = step_fn(state, inputs, targets)
             seen_tokens += _tokens(inputs)
             done = s + 1
-            if done % log_every == 0 or done == stop:
-                value = float(loss)
-                elapsed = max(time.perf_counter() - tick, 1e-9)
-                rate = batch_size * (done - start) / elapsed
-                record = {"step": done, "loss": value, "examples_per_s": rate}
-                if seen_tokens:
-                    record["tokens_per_s"] = seen_tokens / elapsed
-                logger.log(record)
+            if done % log_every == 0 or done == stop or done == start + 1:
+                record = {"step": done, "loss": float(loss)}
+                now = time.perf_counter()
+                if done > start + 1:     # the first step's time is mostly compilation
+                    elapsed = max(now - tick, 1e-9)
+                    record["examples_per_s"] = batch_size * (done - last) / elapsed
+                    if seen_tokens:
+                        record["tokens_per_s"] = seen_tokens / elapsed
+                tick, last, seen_tokens = now, done, 0
+                if done % log_every == 0 or done == stop:
+                    logger.log(record)
             if eval_data is not None and (eval_every and done % eval_every == 0
                                           or done == stop):
                 logger.log({"step": done, "eval_loss": evaluate(
@@ -563,6 +566,7 @@ class _Logger:
 
     def __init__(self, path, progress: bool, *, total: int, initial: int):
         self.history: list[dict] = []
+        self._shown: dict = {}
         main = jax.process_index() == 0
         self._file = None
         if path is not None and main:
@@ -575,12 +579,13 @@ class _Logger:
 
     def log(self, record: dict) -> None:
         self.history.append(record)
+        self._shown.update(record)
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
         if self._bar is not None:
             shown = {k: (f"{v:.4g}" if isinstance(v, float) else v)
-                     for k, v in record.items() if k != "step"}
+                     for k, v in self._shown.items() if k != "step"}
             self._bar.set_postfix(shown, refresh=False)
 
     def advance(self) -> None:
