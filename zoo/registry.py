@@ -26,6 +26,7 @@ FAMILIES = (
     "cnn",
     # convolutional families
     "rnn",
+    "seq2seq",
     # recurrent families
     "attention",
     "transformer",

@@ -147,10 +147,8 @@ class Config:
 
 
 PRESETS: dict[str, Config] = {
-    "tiny": Config(cell="lstm", in_dim=6, hidden_dim=8, num_layers=2, bidirectional=True,
-                   out_dim=3),
-    "gru-tiny": Config(cell="gru", in_dim=4, hidden_dim=12, bidirectional=True,
-                       output="sequence", out_dim=5),
+    "tiny": Config(cell="lstm", in_dim=6, hidden_dim=8, bidirectional=True, out_dim=3),
+    "gru-tiny": Config(cell="gru", in_dim=4, hidden_dim=12, output="sequence", out_dim=5),
     "elman-tiny": Config(cell="rnn", in_dim=6, hidden_dim=8, num_layers=2, out_dim=3),
     # Graves et al. 2013-style deep bidirectional LSTM.
     "large": Config(cell="lstm", in_dim=512, hidden_dim=1024, num_layers=3,
@@ -162,8 +160,8 @@ def init(key: jax.Array, cfg: Config) -> Params:
     """PyTorch's initialisation: every weight and bias from U(−1/√D, 1/√D), float32.
 
     >>> p = init(jax.random.key(0), PRESETS["tiny"])
-    >>> p["layer_1"]["bwd"]["w_i_igd"].shape, p["head"]["w"].shape
-    ((16, 4, 8), (16, 3))
+    >>> p["layer_0"]["bwd"]["w_i_igd"].shape, p["head"]["w"].shape
+    ((6, 4, 8), (16, 3))
     """
     keys = jax.random.split(key, cfg.num_layers * cfg.directions + 1)
     params = {}
@@ -223,12 +221,20 @@ def apply(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | N
     (2, 3)
     """
     lengths = _check_inputs(x, lengths, mask, initial_state, cfg)
+    y, state = _apply(params, x, lengths, initial_state, cfg)
+    return (y, state) if return_state else y
+
+
+@jax.jit(static_argnums=4)
+def _apply(params, x, lengths, initial_state, cfg):
+    # Compiled once per config and shapes, so eager callers (numerical gradient checks, step
+    # loops) do not re-trace the scans on every call.
     params = gather_params(params, param_axes(cfg))
     y, state = encode(params, x, lengths, cfg, initial_state=initial_state)
     y = y if cfg.output == "sequence" else final_output(state, cfg)
     if cfg.out_dim is not None:
         y = y @ params["head"]["w"].astype(y.dtype) + params["head"]["b"].astype(y.dtype)
-    return (y, state) if return_state else y
+    return y, state
 
 
 def encode(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | None,
@@ -268,7 +274,7 @@ def zero_state(batch_size: int, cfg: Config) -> State:
     """All-zero :class:`State` for a stack: ``[B, L*K, D]`` arrays in ``cfg.dtype``.
 
     >>> zero_state(3, PRESETS["tiny"]).h.shape
-    (3, 4, 8)
+    (3, 2, 8)
     """
     shape = (batch_size, cfg.num_layers * cfg.directions, cfg.hidden_dim)
     zeros = jnp.zeros(shape, cfg.dtype)
