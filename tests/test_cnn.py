@@ -58,8 +58,9 @@ def np_pool(x, window, kind):
     return y
 
 
-def _rand(key, shape):
-    return jax.random.normal(jax.random.key(key), shape, jnp.float32)
+def _rand(seed, shape):
+    # NumPy draws: eager jax.random compiles a kernel per new shape, which dominates here.
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
 
 
 # --- the operation ----------------------------------------------------------------------------
@@ -241,9 +242,18 @@ def test_sobel_batched_same_padding_and_errors():
 
 # --- the models -------------------------------------------------------------------------------
 
+def _key(seed):
+    # The RBG generator compiles in a fraction of threefry's time on CPU; any key will do.
+    return jax.random.key(seed, impl="rbg")
+
+
 def _model(name, **changes):
     spec = zoo.get(name).replace(**changes) if changes else zoo.get(name)
-    return spec, spec.init(jax.random.key(0))
+    return spec, spec.init(_key(0))
+
+
+def _inputs(spec, batch):
+    return spec.example_inputs(_key(1), batch)
 
 
 def _torch_model_2d(params, cfg):
@@ -267,7 +277,7 @@ def _torch_model_2d(params, cfg):
 
 def test_image_classifier_matches_torch_model():
     spec, params = _model("cnn-tiny")
-    x, = spec.example_inputs(jax.random.key(1), 2)
+    x, = _inputs(spec, 2)
     pooled = _torch_model_2d(params, spec.config)(x)
     ref = pooled @ np.asarray(params["out"]["w"], np.float64) + np.asarray(params["out"]["b"])
     assert_close(spec.apply(params, x), ref)
@@ -275,7 +285,7 @@ def test_image_classifier_matches_torch_model():
 
 def test_sequence_classifier_matches_numpy():
     spec, params = _model("cnn-dna_tiny")
-    x, = spec.example_inputs(jax.random.key(1), 2)
+    x, = _inputs(spec, 2)
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     h = np.maximum(np_conv(x, p["conv_0"]["w"], p["conv_0"]["b"], padding="same"), 0).max(1)
     h = np.maximum(h @ p["head"]["w"] + p["head"]["b"], 0)
@@ -284,7 +294,7 @@ def test_sequence_classifier_matches_numpy():
 
 def test_token_input_equals_embedding_then_one_hot_path():
     spec, params = _model("cnn-protein_tiny")
-    tokens, = spec.example_inputs(jax.random.key(1), 2)
+    tokens, = _inputs(spec, 2)
     embedded = params["embed"]["table"][tokens]
     dense_cfg = dataclasses.replace(spec.config, vocab_size=None)
     dense_params = {k: v for k, v in params.items() if k != "embed"}
@@ -293,7 +303,7 @@ def test_token_input_equals_embedding_then_one_hot_path():
 
 def test_flatten_head_keeps_position_and_checks_size():
     spec, params = _model("cnn-splice")
-    x, = spec.example_inputs(jax.random.key(1), 2)
+    x, = _inputs(spec, 2)
     assert spec.apply(params, x).shape == (2, 3)
     with pytest.raises(ValueError, match=r"spatial size \(60,\)"):
         spec.apply(params, x[:, :50])
@@ -302,7 +312,7 @@ def test_flatten_head_keeps_position_and_checks_size():
 def test_residual_scan_equals_python_loop():
     spec, params = _model("cnn-resnet_tiny")
     cfg = spec.config
-    x, = spec.example_inputs(jax.random.key(1), 2)
+    x, = _inputs(spec, 2)
     p0 = params["conv_0"]
     h = cnn.max_pool(jax.nn.relu(cnn.conv(x, p0["w"], p0["b"], padding="same")), 2)
     for l in range(cfg.num_blocks):
@@ -322,7 +332,7 @@ def test_dilated_receptive_field_read_off_grad(changes, expected):
     spec, params = _model("cnn-dilated_tiny", input_size=(41,), **changes)
     cfg = spec.config
     assert cnn.receptive_field(cfg) == expected
-    x, = spec.example_inputs(jax.random.key(1), 1)
+    x, = _inputs(spec, 1)
     t = 35
     grad = jax.grad(lambda x: cnn.features(params, x, cfg)[0, t].sum())(x)
     seen = np.flatnonzero(np.abs(np.asarray(grad[0])).sum(-1))
@@ -335,7 +345,7 @@ def test_receptive_field_with_pooling_and_blocks_read_off_grad():
     cfg = spec.config
     # 1 + 2 (conv) + 1 (pool), then ×2: + 4 (conv) + 2 (pool), then ×4: + 2·2·4 (block) = 26
     assert cnn.receptive_field(cfg) == 26
-    x, = spec.example_inputs(jax.random.key(1), 1)
+    x, = _inputs(spec, 1)
     grad = jax.grad(lambda x: cnn.features(params, x, cfg)[0, 7].sum())(x)
     seen = np.flatnonzero(np.abs(np.asarray(grad[0])).sum(-1))
     assert seen[-1] - seen[0] + 1 == 26 and len(seen) == 26
@@ -343,7 +353,7 @@ def test_receptive_field_with_pooling_and_blocks_read_off_grad():
 
 def test_dilated_features_are_translation_equivariant():
     spec, params = _model("cnn-dilated_tiny")
-    x, = spec.example_inputs(jax.random.key(1), 2)
+    x, = _inputs(spec, 2)
     shift, field = 3, cnn.receptive_field(spec.config)
     y = cnn.features(params, x, spec.config)
     y_shifted = cnn.features(params, jnp.roll(x, shift, axis=1), spec.config)

@@ -347,22 +347,25 @@ def init(key: jax.Array, cfg: Config) -> Params:
     >>> p["conv_0"]["w"].shape, p["blocks"]["w1"].shape, p["out"]["w"].shape
     ((3, 3, 3, 8), (2, 3, 3, 8, 8), (8, 5))
     """
-    k_embed, k_conv, k_blocks, k_head, k_out = jax.random.split(key, 5)
-    params = {}
-    if cfg.vocab_size is not None:
-        params["embed"] = {"table": jax.random.normal(
-            k_embed, (cfg.vocab_size, cfg.in_channels), jnp.float32)}
-    dims = (cfg.in_channels,) + cfg.channels
-    keys = jax.random.split(k_conv, len(cfg.channels))
-    for l in range(len(cfg.channels)):
-        params[f"conv_{l}"] = _conv_init(keys[l], cfg, dims[l], dims[l + 1])
+    weights = _weight_shapes(cfg)
+    sizes = [math.prod(shape) for _, _, shape, _ in weights]
+    # One draw sliced into every weight: a config compiles one RNG kernel, not one per shape
+    # (threefry kernels are slow to compile on CPU).
+    draw = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    params, offset = {}, 0
+    for (group, name, shape, std), size in zip(weights, sizes):
+        params.setdefault(group, {})[name] = draw[offset:offset + size].reshape(shape) * std
+        offset += size
+    zeros = lambda *shape: jnp.zeros(shape, jnp.float32)
+    for l, c in enumerate(cfg.channels):
+        params[f"conv_{l}"]["b"] = zeros(c)
     if cfg.num_blocks:
-        params["blocks"] = _blocks_init(k_blocks, cfg)
-    last = cfg.head_in
+        n, c = cfg.num_blocks, cfg.width
+        params["blocks"].update(norm_scale=jnp.ones((n, c), jnp.float32),
+                                norm_bias=zeros(n, c), b1=zeros(n, c), b2=zeros(n, c))
     if cfg.head_dim:
-        params["head"] = _dense_init(k_head, cfg.head_in, cfg.head_dim, scale=2.0)
-        last = cfg.head_dim
-    params["out"] = _dense_init(k_out, last, cfg.num_classes, scale=1.0)
+        params["head"]["b"] = zeros(cfg.head_dim)
+    params["out"]["b"] = zeros(cfg.num_classes)
     return params
 
 
@@ -512,32 +515,28 @@ def _blocks_apply(blocks, h, cfg, boundary):
     return jax.lax.scan(block, h, blocks)[0]
 
 
-def _conv_init(key, cfg, c_in, c_out):
-    shape = (cfg.kernel_size,) * cfg.ndim + (c_in, c_out)
-    fan_in = cfg.kernel_size ** cfg.ndim * c_in
-    return {"w": layers.dense_init(key, shape, fan_in) * jnp.sqrt(2.0),
-            "b": jnp.zeros((c_out,), jnp.float32)}
-
-
-def _dense_init(key, d_in, d_out, scale):
-    return {"w": layers.dense_init(key, (d_in, d_out)) * jnp.sqrt(scale),
-            "b": jnp.zeros((d_out,), jnp.float32)}
-
-
-def _blocks_init(key, cfg):
-    k1, k2 = jax.random.split(key)
-    n, c = cfg.num_blocks, cfg.width
-    shape = (n,) + (cfg.kernel_size,) * cfg.ndim + (c, c)
-    fan_in = cfg.kernel_size ** cfg.ndim * c
-    return {
-        "norm_scale": jnp.ones((n, c), jnp.float32),
-        "norm_bias": jnp.zeros((n, c), jnp.float32),
-        "w1": layers.dense_init(k1, shape, fan_in) * jnp.sqrt(2.0),
-        "b1": jnp.zeros((n, c), jnp.float32),
+def _weight_shapes(cfg):
+    """``(group, name, shape, std)`` of every random weight: He-normal ``√(2/fan_in)`` before
+    ReLU-like activations, LeCun ``√(1/fan_in)`` for the logits."""
+    k = (cfg.kernel_size,) * cfg.ndim
+    taps = cfg.kernel_size ** cfg.ndim
+    dims = (cfg.in_channels,) + cfg.channels
+    out = []
+    if cfg.vocab_size is not None:
+        out.append(("embed", "table", (cfg.vocab_size, cfg.in_channels), 1.0))
+    for l in range(len(cfg.channels)):
+        out.append((f"conv_{l}", "w", k + dims[l:l + 2], math.sqrt(2 / (taps * dims[l]))))
+    if cfg.num_blocks:
+        n, c = cfg.num_blocks, cfg.width
+        out.append(("blocks", "w1", (n,) + k + (c, c), math.sqrt(2 / (taps * c))))
         # A small last kernel keeps each block near the identity at init.
-        "w2": layers.dense_init(k2, shape, fan_in) / jnp.sqrt(2.0 * n),
-        "b2": jnp.zeros((n, c), jnp.float32),
-    }
+        out.append(("blocks", "w2", (n,) + k + (c, c), math.sqrt(1 / (2 * n * taps * c))))
+    last = cfg.head_in
+    if cfg.head_dim:
+        out.append(("head", "w", (last, cfg.head_dim), math.sqrt(2 / last)))
+        last = cfg.head_dim
+    out.append(("out", "w", (last, cfg.num_classes), math.sqrt(1 / last)))
+    return out
 
 
 def _check_x(x, cfg):
