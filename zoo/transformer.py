@@ -404,25 +404,96 @@ def positional_encoding(length: int, d: int) -> np.ndarray:
     return table[:, :d].astype(np.float32)
 
 
+# --- layers ----------------------------------------------------------------------------------
+
+def encoder_layer(p: Params, h: Float[Array, "B S D"], cfg: Config, *, mask=None, key=None,
+                  return_weights: bool = False):
+    """One encoder layer (``p``: one slice of the stacked ``encoder`` params): self-attention
+    then the FFN, each a residual sub-layer. Returns ``(h, weights or None)``.
+
+    ``mask`` is boolean, broadcastable to ``[B, N, S, S]`` (``True`` = may attend).
+    """
+    k1, k2 = _split_key(key, 2)
+    acfg = cfg.attention
+
+    def self_attn(u):
+        q = attention.project_q(p["self_attn"], u)
+        kk, vv = attention.project_kv(p["self_attn"], u)
+        o, w = attention.attend(q, kk, vv, mask=mask, window=acfg.window,
+                                implementation=acfg.implementation,
+                                return_weights=return_weights)
+        return attention.project_out(p["self_attn"], o), w
+    h, w = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
+    h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg, k2)
+    return h, w
+
+
+def decoder_layer(p: Params, h: Float[Array, "B T D"], cfg: Config, *, memory=None,
+                  src_mask=None, key=None, return_weights: bool = False):
+    """One decoder layer: causal self-attention, cross-attention to ``memory [B, S, D]``
+    (skipped when ``None``) except where ``src_mask [B, S]`` is False, then the FFN.
+    Returns ``(h, (self_weights, cross_weights))`` (``None`` unless ``return_weights``)."""
+    k1, k2, k3 = _split_key(key, 3)
+    acfg = cfg.attention
+
+    def self_attn(u):
+        q = attention.project_q(p["self_attn"], u)
+        kk, vv = attention.project_kv(p["self_attn"], u)
+        o, w = attention.attend(q, kk, vv, causal=True, window=acfg.window,
+                                implementation=acfg.implementation,
+                                return_weights=return_weights)
+        return attention.project_out(p["self_attn"], o), w
+    h, w_self = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
+    w_cross = None
+    if memory is not None:
+        cross_mask = None if src_mask is None else src_mask[:, None, None, :]
+
+        def cross_attn(u):
+            q = attention.project_q(p["cross_attn"], u)
+            kk, vv = attention.project_kv(p["cross_attn"], memory)
+            o, w = attention.attend(q, kk, vv, mask=cross_mask,
+                                    implementation=acfg.implementation,
+                                    return_weights=return_weights)
+            return attention.project_out(p["cross_attn"], o), w
+        h, w_cross = _residual_aux(h, cross_attn, p["norm2"], cfg, k2)
+    h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg, k3)
+    return h, (w_self, w_cross)
+
+
+def greedy_decode(params: Params, src: Int[Array, "B S"], cfg: Config,
+                  length: int) -> Int[Array, "B T"]:
+    """Greedy decoding of ``length`` tokens with the KV cache: an encoder-decoder reads
+    ``src``; a decoder continues the prompt ``src`` (fed token by token).
+
+    >>> cfg = PRESETS["tiny"]
+    >>> greedy_decode(init(jax.random.key(0), cfg), jnp.full((2, 4), 5), cfg, 3).shape
+    (2, 3)
+    """
+    enc_dec = cfg.kind == "encoder_decoder"
+    prompt = jnp.full((src.shape[0], 1), BOS) if enc_dec else src
+    cache = init_cache(params, cfg, src.shape[0], prompt.shape[1] + length - 1,
+                       src=src if enc_dec else None)
+    for t in range(prompt.shape[1] - 1):
+        _, cache = decode_step(params, cache, prompt[:, t], cfg)
+
+    def step(carry, _):
+        token, cache = carry
+        logits, cache = decode_step(params, cache, token, cfg)
+        nxt = jnp.argmax(logits, -1).astype(token.dtype)
+        return (nxt, cache), nxt
+    _, out = jax.lax.scan(step, (prompt[:, -1], cache), None, length=length)
+    return out.T
+
+
 # --- private pieces ---------------------------------------------------------------------------
 
 def _encoder(params, tokens, cfg, *, key=None, return_weights=False):
     x = _dropout(_embed(params, tokens, cfg), cfg, _fold(key, 0))
     mask = (tokens != PAD)[:, None, None, :]
-    acfg = cfg.attention
 
     def layer(h, xs):
         p, k = xs
-        k1, k2 = _split_key(k, 2)
-        def self_attn(u):
-            q = attention.project_q(p["self_attn"], u)
-            kk, vv = attention.project_kv(p["self_attn"], u)
-            o, w = attention.attend(q, kk, vv, mask=mask, window=acfg.window,
-                                    implementation=acfg.implementation,
-                                    return_weights=return_weights)
-            return attention.project_out(p["self_attn"], o), w
-        h, w = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
-        h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg, k2)
+        h, w = encoder_layer(p, h, cfg, mask=mask, key=k, return_weights=return_weights)
         return constrain(h, ("batch", "seq", "embed")), w
 
     h, w = jax.lax.scan(layer, x, (params["encoder"], _layer_keys(key, cfg.num_layers)))
@@ -434,33 +505,13 @@ def _encoder(params, tokens, cfg, *, key=None, return_weights=False):
 def _decoder(params, tokens, cfg, *, memory=None, src_mask=None, key=None,
              return_weights=False):
     x = _dropout(_embed(params, tokens, cfg), cfg, _fold(key, 0))
-    acfg = cfg.attention
-    cross_mask = None if src_mask is None else src_mask[:, None, None, :]
     n_layers = params["decoder"]["ffn"]["w1_ldf"].shape[0]
 
     def layer(h, xs):
         p, k = xs
-        k1, k2, k3 = _split_key(k, 3)
-        def self_attn(u):
-            q = attention.project_q(p["self_attn"], u)
-            kk, vv = attention.project_kv(p["self_attn"], u)
-            o, w = attention.attend(q, kk, vv, causal=True, window=acfg.window,
-                                    implementation=acfg.implementation,
-                                    return_weights=return_weights)
-            return attention.project_out(p["self_attn"], o), w
-        h, w_self = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
-        w_cross = None
-        if memory is not None:
-            def cross_attn(u):
-                q = attention.project_q(p["cross_attn"], u)
-                kk, vv = attention.project_kv(p["cross_attn"], memory)
-                o, w = attention.attend(q, kk, vv, mask=cross_mask,
-                                        implementation=acfg.implementation,
-                                        return_weights=return_weights)
-                return attention.project_out(p["cross_attn"], o), w
-            h, w_cross = _residual_aux(h, cross_attn, p["norm2"], cfg, k2)
-        h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg, k3)
-        return constrain(h, ("batch", "seq", "embed")), (w_self, w_cross)
+        h, w = decoder_layer(p, h, cfg, memory=memory, src_mask=src_mask, key=k,
+                             return_weights=return_weights)
+        return constrain(h, ("batch", "seq", "embed")), w
 
     h, w = jax.lax.scan(layer, x, (params["decoder"], _layer_keys(key, n_layers)))
     return _final_norm(params, h, cfg), w
