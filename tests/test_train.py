@@ -250,15 +250,15 @@ def test_config_rejects_bad_values():
 
 def test_cli_trains_checkpoints_resumes_and_refuses_a_missing_checkpoint(tmp_path, capsys):
     from zoo import cli
-    common = ["train", MODEL, "--batch-size", "8", "--mesh", "2,2,2",
+    common = ["train", MODEL, "--steps", "6", "--batch-size", "8", "--mesh", "2,2,2",
               "--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2",
               "--metrics", str(tmp_path / "m.jsonl"), "--no-progress", "--log-every", "1",
               "--examples", "32"]
-    assert cli.main(common + ["--steps", "3"]) == 0
-    assert cli.main(common + ["--steps", "6", "--resume"]) == 0     # extends the run
+    assert cli.main(common + ["--until", "3"]) == 0        # a pre-empted first leg
+    assert cli.main(common + ["--resume"]) == 0
     assert "step 6" in capsys.readouterr().out
     steps = [json.loads(l)["step"] for l in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
-    assert cli.main(["train", MODEL, "--checkpoint-dir", str(tmp_path / "none"), "--resume",
-                     "--no-progress"]) == 2
+    common[common.index("--checkpoint-dir") + 1] = str(tmp_path / "none")
+    assert cli.main(common + ["--resume"]) == 2
     assert "no complete checkpoint" in capsys.readouterr().err

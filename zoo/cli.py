@@ -122,6 +122,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--keep", type=int, default=3)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--until", type=int, help="stop (and checkpoint) after this step")
     p.add_argument("--metrics", help="JSON-lines metrics file")
     p.add_argument("--log-every", type=int, default=10, help="steps between loss records")
     p.add_argument("--seed", type=int, default=0)
@@ -154,9 +155,9 @@ def _train(args) -> int:
                        checkpoint_dir=args.checkpoint_dir,
                        checkpoint_every=args.checkpoint_every, keep=args.keep,
                        resume=args.resume, metrics_path=args.metrics,
-                       log_every=args.log_every,
+                       log_every=args.log_every, until=args.until,
                        progress=not args.no_progress)
-    last = [h for h in result.history if "loss" in h][-1]
+    last = ([h for h in result.history if "loss" in h] or [{"loss": float("nan")}])[-1]
     if jax.process_index() == 0:
         rate = f"  {last['examples_per_s']:.0f} examples/s" if "examples_per_s" in last else ""
         print(f"{spec.name}: step {int(result.state.step)}  loss {last['loss']:.4f}{rate}")
