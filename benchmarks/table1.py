@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import analysis, harness
+from benchmarks import analysis, harness, peers
 
 KERNEL = 3          # k of the convolutional rows
 WINDOW = 16         # r of the restricted row
@@ -58,9 +58,9 @@ class Layer:
     seq_theory: Callable[[int], int]
 
 
-def _attention_core(key, b, n, d, window=None, implementation="auto"):
+def _attention_core(key, b, n, d, dtype="float32", window=None, implementation="auto"):
     from zoo import attention
-    q, k, v = harness.random_inputs(key, (b, n, 1, d), (b, n, 1, d), (b, n, 1, d))
+    q, k, v = harness.random_inputs(key, (b, n, 1, d), (b, n, 1, d), (b, n, 1, d), dtype=dtype)
 
     def fn(q, k, v):
         return attention.attend(q, k, v, window=window, implementation=implementation)[0]
@@ -68,19 +68,19 @@ def _attention_core(key, b, n, d, window=None, implementation="auto"):
 
 
 def _recurrent(cell):
-    def build(key, b, n, d):
+    def build(key, b, n, d, dtype="float32"):
         from zoo import rnn
-        cfg = rnn.Config(cell=cell, in_dim=d, hidden_dim=d, output="sequence")
+        cfg = rnn.Config(cell=cell, in_dim=d, hidden_dim=d, output="sequence", dtype=dtype)
         params = rnn.init(key, cfg)
-        (x,) = harness.random_inputs(jax.random.fold_in(key, 1), (b, n, d))
+        (x,) = harness.random_inputs(jax.random.fold_in(key, 1), (b, n, d), dtype=dtype)
         return (lambda p, x: rnn.apply(p, x, None, cfg)), (params, x)
     return build
 
 
 def _conv(dilation):
-    def build(key, b, n, d):
+    def build(key, b, n, d, dtype="float32"):
         from zoo import cnn
-        w, x = harness.random_inputs(key, (KERNEL, d, d), (b, n, d))
+        w, x = harness.random_inputs(key, (KERNEL, d, d), (b, n, d), dtype=dtype)
         w = w / math.sqrt(KERNEL * d)
         return (lambda w, x: cnn.conv(x, w, padding="causal", dilation=dilation)), (w, x)
     return build
@@ -119,13 +119,13 @@ LAYERS = {
 }
 
 BUILD = {
-    "self-attention": lambda key, b, n, d: _attention_core(key, b, n, d),
+    "self-attention": _attention_core,
     "recurrent-elman": _recurrent("rnn"),
     "recurrent-gru": _recurrent("gru"),
     "recurrent-lstm": _recurrent("lstm"),
     "convolutional": _conv(1),
     "convolutional-dilated": _conv(KERNEL),     # one layer of the dilated stack
-    "restricted-attention": lambda key, b, n, d: _attention_core(key, b, n, d, window=WINDOW),
+    "restricted-attention": lambda *a, **kw: _attention_core(*a, **kw, window=WINDOW),
 }
 
 SWEEPS = {
@@ -133,22 +133,23 @@ SWEEPS = {
     "quick": dict(batch=4, d_fixed=64, n_sweep=(128, 256, 512, 1024, 2048),
                   n_fixed=256, d_sweep=(64, 128, 256, 512), crossover_d=(64, 128, 256),
                   crossover_n=(64, 128, 256, 512, 1024, 2048), path_n=(16, 64, 256),
-                  repeats=3, min_time=2e-3),
+                  repeats=3, min_time=2e-3, peers="quick"),
     "full": dict(batch=16, d_fixed=256, n_sweep=(256, 512, 1024, 2048, 4096, 8192, 16384),
                  n_fixed=1024, d_sweep=(128, 256, 512, 1024, 2048),
                  crossover_d=(128, 256, 512, 1024),
                  crossover_n=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
-                 path_n=(16, 64, 256, 1024), repeats=10, min_time=5e-4),
+                 path_n=(16, 64, 256, 1024), repeats=10, min_time=5e-4, peers="full"),
 }
 
 
 # --- measuring one configuration ---------------------------------------------------------------
 
-def measure(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool = True) -> dict:
+def measure(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool = True,
+            dtype: str = "float32") -> dict:
     """Times, FLOPs, memory and sequential operations of one layer at one size."""
     layer = LAYERS[name]
-    fn, args = BUILD[name](jax.random.key(n * 7919 + d), b, n, d)
-    rec = {"layer": name, "row": layer.row, "batch": b, "n": n, "d": d,
+    fn, args = BUILD[name](jax.random.key(n * 7919 + d), b, n, d, dtype)
+    rec = {"layer": name, "row": layer.row, "batch": b, "n": n, "d": d, "dtype": dtype,
            "flops": layer.flops(b, n, d)}
     fwd = _compiled(fn, args)
     rec.update(_prefixed("fwd_", _time(fwd["call"], args, repeats)), fwd_compile_s=fwd["compile_s"])
@@ -248,7 +249,8 @@ def _dilated_path(n, d, key):
 
 # --- the sweep and the report -------------------------------------------------------------------
 
-def run(layers, sweep: dict, out: Path, progress: bool = True) -> list[dict]:
+def run(layers, sweep: dict, out: Path, progress: bool = True,
+        dtype: str = "float32") -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     results_path.unlink(missing_ok=True)
@@ -264,7 +266,7 @@ def run(layers, sweep: dict, out: Path, progress: bool = True) -> list[dict]:
         else:
             name, n, d, backward = args
             rec = {"kind": kind, **measure(name, sweep["batch"], n, d, repeats=sweep["repeats"],
-                                           backward=backward)}
+                                           backward=backward, dtype=dtype)}
         rec.update(env)
         records.append(rec)
         harness.write_jsonl(results_path, [rec])
@@ -376,7 +378,8 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         "# Table 1 of \"Attention Is All You Need\", measured", "",
         f"Device: {env.get('device_kind')} ({env.get('platform')}, {env.get('device_count')} "
         f"device(s)), host CPU {env.get('cpu')}; jax {env.get('jax')}, zoo {env.get('zoo')}, "
-        f"float32, matmul precision {env.get('matmul_precision')}; sweep `{sweep_name}`.", "",
+        f"{next((r['dtype'] for r in records if 'dtype' in r), 'float32')}, matmul precision "
+        f"{env.get('matmul_precision')}; sweep `{sweep_name}`.", "",
         "Exponents are least-squares slopes of log cost against log size ± their standard "
         "error; time fits use the sizes whose forward pass takes at least the sweep's minimum "
         "time (marked † where fewer than three did and the three largest were used). "
@@ -496,6 +499,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="skip the comparison with Flax's and PyTorch's layers")
     args = parser.parse_args(argv)
     layers = [l.strip() for l in args.layers.split(",") if l.strip()]
     unknown = [l for l in layers if l not in LAYERS]
@@ -505,10 +510,16 @@ def main(argv=None) -> int:
     sweep = SMOKE if args.smoke else SWEEPS[sweep_name]
     out = args.out or Path("benchmarks/out") / f"table1-{jax.default_backend()}-{sweep_name}"
     start = time.perf_counter()
-    records = run(layers, sweep, out, progress=not args.no_progress)
+    records = run(layers, sweep, out, progress=not args.no_progress, dtype=args.dtype)
     summary = summarize(records, sweep)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     report = markdown(summary, records, sweep_name)
+    if not args.no_peers:
+        peer_records = peers.run(sweep["peers"], repeats=sweep["repeats"])
+        harness.write_jsonl(out / "peers.jsonl", peer_records)
+        report += ("\n## The zoo beside Flax and PyTorch\n\nSame sizes, same process, "
+                   "interleaved; ratios are zoo time / peer time (below 1: the zoo is faster)."
+                   "\n\n" + peers.markdown(peer_records))
     (out / "report.md").write_text(report)
     plots(records, summary, out)
     print(report.split("## Where")[0])
@@ -518,7 +529,7 @@ def main(argv=None) -> int:
 
 SMOKE = dict(batch=2, d_fixed=16, n_sweep=(16, 32, 64), n_fixed=32, d_sweep=(8, 16, 32),
              crossover_d=(8,), crossover_n=(16, 32, 64), path_n=(16, 32), repeats=2,
-             min_time=0.0)
+             min_time=0.0, peers="smoke")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,10 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = second.splitlines()[-1].strip()
     assert test_command in ci, f"CI must run README's test command: {test_command!r}"
+
+
+def test_bench_subcommand_is_the_table1_suite(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "--help"])
+    assert exit_.value.code == 0
+    assert "Table 1" in capsys.readouterr().out

@@ -33,6 +33,7 @@ def test_smoke_run_writes_the_report_with_exact_counts(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| self-attention | O(n²·d) |" in report
     assert (tmp_path / "time_vs_n.png").stat().st_size > 0
+    assert "| LSTM | B=2 n=8 d=8 | fwd+bwd |" in report
 
 
 def test_unknown_layer_is_refused(capsys):

@@ -6,6 +6,8 @@ Commands:
     zoo demo                  the perceptron and the MLP on the logic gates (AND, OR, XOR)
     zoo train NAME [...]      train a model on a file (or its example data): mesh, checkpoints,
                               resume, JSON-lines metrics; `zoo train --help` for the options
+    zoo bench [...]           Table 1 of "Attention Is All You Need", measured on this device
+                              (the benchmarks.table1 suite; `zoo bench --help` for the options)
 """
 
 import argparse
@@ -25,6 +27,10 @@ GATE_INPUTS = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from benchmarks import table1      # its own parser owns every option after `bench`
+        return table1.main(argv[1:])
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="registered models")
@@ -35,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--steps", type=int, default=300, help="MLP optimiser steps")
     _add_train_parser(sub)
+    sub.add_parser("bench", help="Table 1 of 'Attention Is All You Need', measured", add_help=False)
     args = parser.parse_args(argv)
     try:
         return {"list": _list, "info": _info, "demo": _demo,
