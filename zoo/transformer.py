@@ -276,7 +276,7 @@ def attention_maps(params: Params, *args) -> dict[str, Float[Array, "L B N T S"]
     >>> cfg = PRESETS["lm_tiny"]
     >>> maps = attention_maps(init(jax.random.key(0), cfg), jnp.ones((2, 5), int), cfg)
     >>> maps["decoder"].shape
-    (2, 2, 4, 5, 5)
+    (1, 2, 4, 5, 5)
     """
     inputs, cfg = args[:-1], args[-1]
     for name, x in zip(("src", "tgt_in") if len(inputs) == 2 else ("tokens",), inputs):
@@ -393,7 +393,7 @@ def decode_step(params: Params, cache: KVCache, token: Int[Array, "B"],
 def positional_encoding(length: int, d: int) -> np.ndarray:
     """The sinusoidal table ``[length, D]`` (float32, NumPy).
 
-    >>> positional_encoding(2, 4).round(3).tolist()
+    >>> positional_encoding(2, 4).astype(float).round(3).tolist()
     [[0.0, 1.0, 0.0, 1.0], [0.841, 0.54, 0.01, 1.0]]
     """
     pos = np.arange(length)[:, None]
