@@ -293,10 +293,10 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
         xs = _reverse_padded(xs, lengths)
     t, b = xs.shape[:2]
     g, d = cfg.gates, cfg.hidden_dim
+    b_in, b_h = _split_bias(p["b_i_gd"].astype(xs.dtype), p["b_h_gd"].astype(xs.dtype), cfg)
     xp = xs @ p["w_i_igd"].astype(xs.dtype).reshape(-1, g * d)
-    xp = (xp + p["b_i_gd"].astype(xs.dtype).reshape(-1)).reshape(t, b, g, d)
+    xp = (xp + b_in.reshape(-1)).reshape(t, b, g, d)
     w_h = p["w_h_dgd"].astype(xs.dtype)
-    b_h = p["b_h_gd"].astype(xs.dtype)
     core = _CORES[cfg.cell]
 
     def step(carry, inputs):
@@ -428,9 +428,19 @@ def _project(p, x):
     return (x @ w + p["b_i_gd"].astype(x.dtype).reshape(-1)).reshape(x.shape[0], g, d)
 
 
+def _split_bias(b_i, b_h, cfg):
+    """Moves the recurrent bias into the input projection (outside the scan) wherever it is
+    added straight to the input's: everywhere but the GRU's ``b_hn``, which the reset gate
+    multiplies (reset_after) or which follows the product with ``r ⊙ h`` (reset_before)."""
+    if cfg.cell == "gru":
+        return b_i.at[:2].add(b_h[:2]), b_h.at[:2].set(0)
+    return b_i + b_h, jnp.zeros_like(b_h[:0])
+
+
 def _recurrent(w_h, b_h, h):
     d, g, _ = w_h.shape
-    return (h @ w_h.reshape(d, g * d)).reshape(h.shape[0], g, d) + b_h
+    y = (h @ w_h.reshape(d, g * d)).reshape(h.shape[0], g, d)
+    return y if b_h.shape[0] == 0 else y + b_h
 
 
 def _core_rnn(w_h, b_h, carry, xp, cfg):

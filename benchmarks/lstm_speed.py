@@ -1,0 +1,146 @@
+"""The zoo's LSTM against Flax's ``nn.RNN(OptimizedLSTMCell)`` and ``torch.nn.LSTM``, one run.
+
+Batch 32, hidden 256 (input 256), sequence lengths 64-512, forward and forward+backward
+(gradient of the summed outputs with respect to the parameters). All three run on the same
+device in the same process, interleaved per case, so their ratios are comparable even on a
+busy machine. Ratios are ``time / PyTorch's time`` (below 1: faster than PyTorch).
+
+Usage:
+    python benchmarks/lstm_speed.py [--quick] [--out benchmarks/results] [--unroll 1 8 16]
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.harness import environment, time_jax, time_python, write_jsonl
+from zoo import rnn
+
+BATCH, HIDDEN = 32, 256
+
+
+def _zoo_fns(cfg):
+    def fwd(p, x):
+        return rnn.apply(p, x, None, cfg)
+
+    def fwd_bwd(p, x):
+        return jax.grad(lambda p: jnp.sum(rnn.apply(p, x, None, cfg)))(p)
+    return fwd, fwd_bwd
+
+
+def _flax_fns():
+    from flax import linen as nn
+    module = nn.RNN(nn.OptimizedLSTMCell(HIDDEN))
+
+    def fwd(v, x):
+        return module.apply(v, x)
+
+    def fwd_bwd(v, x):
+        return jax.grad(lambda v: jnp.sum(module.apply(v, x)))(v)
+    return module, fwd, fwd_bwd
+
+
+def _torch_case(x_np, backward):
+    import torch
+    lstm = torch.nn.LSTM(HIDDEN, HIDDEN, batch_first=True)
+    x = torch.from_numpy(np.array(x_np))
+    if backward:
+        def run():
+            lstm.zero_grad(set_to_none=True)
+            lstm(x)[0].sum().backward()
+    else:
+        def run():
+            with torch.no_grad():
+                lstm(x)
+    return run
+
+
+def run_case(length, mode, unrolls, repeats):
+    """Times PyTorch, Flax and the zoo (one record per zoo ``unroll``) on one case."""
+    key = jax.random.key(length)
+    x = jax.random.normal(key, (BATCH, length, HIDDEN), jnp.float32)
+    backward = mode == "fwd+bwd"
+    records = []
+    base = dict(batch=BATCH, hidden=HIDDEN, length=length, mode=mode)
+    t_torch = time_python(_torch_case(np.asarray(x), backward), repeats=repeats, warmup=2)
+    records.append({**base, "impl": "torch.nn.LSTM", **t_torch})
+    module, f_fwd, f_bwd = _flax_fns()
+    variables = module.init(jax.random.key(1), x)
+    t_flax = time_jax(f_bwd if backward else f_fwd, variables, x, repeats=repeats, warmup=2)
+    records.append({**base, "impl": "flax OptimizedLSTMCell", **t_flax})
+    for unroll in unrolls:
+        cfg = rnn.Config(cell="lstm", in_dim=HIDDEN, hidden_dim=HIDDEN, output="sequence",
+                         unroll=unroll)
+        params = rnn.init(jax.random.key(2), cfg)
+        z_fwd, z_bwd = _zoo_fns(cfg)
+        t_zoo = time_jax(z_bwd if backward else z_fwd, params, x, repeats=repeats, warmup=2)
+        records.append({**base, "impl": f"zoo unroll={unroll}", **t_zoo})
+    for r in records:
+        r["ratio_to_torch"] = r["median_s"] / t_torch["median_s"]
+        r["min_ratio_to_torch"] = r["min_s"] / t_torch["min_s"]
+    return records
+
+
+def markdown(records, env) -> str:
+    lines = [
+        "# LSTM speed: zoo vs Flax vs PyTorch",
+        "",
+        f"Device: {env['device_kind']} ({env['platform']}, {env['cpu']}), "
+        f"jax {env['jax']}, flax {env.get('flax')}, torch {env.get('torch')}; "
+        f"batch {BATCH}, hidden {HIDDEN}, input {HIDDEN}, float32. "
+        "Median of the repeats in ms (min in brackets); ratio = median / PyTorch's median. "
+        f"{env.get('torch_threads')} PyTorch threads; 1-minute load average "
+        f"{env.get('loadavg_start', float('nan')):.1f} at the start, "
+        f"{env.get('loadavg_end', float('nan')):.1f} at the end (other jobs share the CPU: "
+        "a load above the core count makes every figure, PyTorch's most, unreliable).",
+        "",
+        "| length | mode | implementation | time ms | ratio to torch |",
+        "|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(f"| {r['length']} | {r['mode']} | {r['impl']} | "
+                     f"{1e3 * r['median_s']:.1f} ({1e3 * r['min_s']:.1f}) | "
+                     f"{r['ratio_to_torch']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="length 64 only, 3 repeats")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--unroll", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    lengths = [64] if args.quick else args.lengths
+    repeats = 3 if args.quick else args.repeats
+    env = environment()
+    env["loadavg_start"] = os.getloadavg()[0]
+    try:
+        import torch
+        env["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        raise SystemExit("lstm_speed needs torch (pip install torch)")
+    records = []
+    for length in lengths:
+        for mode in ("fwd", "fwd+bwd"):
+            for r in run_case(length, mode, args.unroll, repeats):
+                r.update(env=env, time=time.strftime("%Y-%m-%d %H:%M:%S"))
+                records.append(r)
+                print(f"{length:4d} {mode:8s} {r['impl']:24s} {1e3 * r['median_s']:9.1f} ms"
+                      f"  x{r['ratio_to_torch']:.2f}", flush=True)
+    env["loadavg_end"] = os.getloadavg()[0]
+    out = Path(args.out)
+    suffix = "_quick" if args.quick else ""
+    write_jsonl(out / f"lstm_speed{suffix}.jsonl", records)
+    (out / f"lstm_speed{suffix}.md").write_text(markdown(records, env))
+    return records
+
+
+if __name__ == "__main__":
+    main()
