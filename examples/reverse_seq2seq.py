@@ -15,15 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import zoo
 from zoo import seq2seq
 from zoo.train import init_state, make_train_step
 
 
 def train(steps: int = 3000, batch: int = 128, seed: int = 0, lr: float = 3e-3,
-          log_every: int = 250, model: str = "seq2seq-reverse"):
+          log_every: int = 250):
     """Returns ``(params, seconds)`` after ``steps`` Adam steps on fresh random batches."""
-    spec = zoo.get(model)
+    spec = seq2seq.spec_for(seq2seq.REVERSE, "seq2seq-reverse")
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(200, steps // 10), steps,
                                                   lr / 20)
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
@@ -41,10 +40,9 @@ def train(steps: int = 3000, batch: int = 128, seed: int = 0, lr: float = 3e-3,
     return state.params, time.perf_counter() - start
 
 
-def evaluate(params, n: int = 1000, seed: int = 12345, model: str = "seq2seq-reverse",
-             beam_size: int = 0) -> float:
+def evaluate(params, n: int = 1000, seed: int = 12345, beam_size: int = 0) -> float:
     """Exact-sequence accuracy of greedy decoding (or beam search) on ``n`` fresh sequences."""
-    cfg = zoo.get(model).config
+    cfg = seq2seq.REVERSE
     (src, lengths, _), tgt = seq2seq.task_batch(np.random.default_rng(seed), cfg, n)
     if beam_size:
         decode = jax.jit(lambda p, s, l: seq2seq.beam_search(p, s, l, cfg,

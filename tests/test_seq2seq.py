@@ -125,7 +125,7 @@ def test_autoencoder_embedding_is_fixed_size_for_any_length():
 
 
 def test_reverse_task_batches_are_reversals():
-    cfg = zoo.get("seq2seq-reverse").config
+    cfg = seq2seq.REVERSE
     (src, n, tgt_in), tgt = seq2seq.task_batch(np.random.default_rng(0), cfg, 50)
     assert n.min() >= 5 and n.max() <= 20
     for b in range(50):
