@@ -22,9 +22,11 @@ TOLERANCES = {
     ("cpu", "float64"): dict(rtol=1e-10, atol=1e-10),
 }
 
-# Sharded against unsharded on CPU: the same float32 arithmetic, but reductions split across
-# devices are summed in a different order.
-SHARDED = dict(rtol=1e-5, atol=1e-5)
+# The same float32 program compiled two ways (sharded and unsharded, jit and eager, vmapped and
+# batched, wrapped and bare): identical math, but XLA fuses and orders reductions differently,
+# so results near zero differ by a few float32 ulps of the larger terms that cancelled there.
+REORDERED = dict(rtol=1e-5, atol=1e-5)
+SHARDED = REORDERED
 
 
 def tol(dtype="float32", backend: str | None = None) -> dict:
