@@ -15,7 +15,7 @@ def test_path_length_of_each_layer_is_the_formula(name, n):
 
 
 def test_smoke_run_writes_the_report_with_exact_counts(tmp_path):
-    layers = "self-attention,recurrent-elman,convolutional,restricted-attention"
+    layers = "self-attention,recurrent-elman"
     assert table1.main(["--smoke", "--layers", layers, "--out", str(tmp_path),
                         "--no-progress"]) == 0
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]

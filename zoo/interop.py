@@ -9,8 +9,8 @@ move freely between the pure functions and the wrapped module, and the outputs a
 >>> x, = spec.example_inputs(jax.random.key(1), 4)
 >>> module = interop.to_linen(spec)
 >>> variables = module.init(jax.random.key(0), x)
->>> bool(jax.numpy.allclose(module.apply(variables, x),
-...                         spec.apply(spec.init(jax.random.key(0)), x)))
+>>> params = variables["params"]["zoo"]           # the zoo's own params tree
+>>> bool(jax.numpy.allclose(module.apply(variables, x), spec.apply(params, x)))
 True
 """
 

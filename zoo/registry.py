@@ -81,6 +81,7 @@ class ModelSpec:
     def replace(self, **changes) -> "ModelSpec":
         """The same model with some config fields changed (validated by the config).
 
+        >>> import zoo
         >>> zoo.get("mlp-tiny").replace(out_dim=5).config.out_dim
         5
         """
@@ -122,6 +123,7 @@ def _table() -> dict[str, ModelSpec]:
 def list_models(family: str | None = None) -> list[str]:
     """Names of the registered models, optionally of one family.
 
+    >>> import zoo
     >>> zoo.list_models("perceptron")
     ['perceptron-tiny', 'perceptron-small']
     """

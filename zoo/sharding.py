@@ -90,8 +90,9 @@ def logical_to_mesh(logical: PartitionSpec | Sequence[str | None],
                     rules=RULES) -> PartitionSpec:
     """Maps a spec of logical names to a spec of mesh axes through ``rules``.
 
-    >>> logical_to_mesh(("batch", "embed", "hidden"))
-    PartitionSpec(('data', 'fsdp'), None, 'tensor')
+    >>> logical_to_mesh(("batch", "embed", "hidden")) == PartitionSpec(("data", "fsdp"), None,
+    ...                                                                "tensor")
+    True
     """
     from flax.linen import logical_to_mesh_axes   # deferred: keeps `import zoo` light
     return logical_to_mesh_axes(tuple(logical), rules)
