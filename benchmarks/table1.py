@@ -88,7 +88,7 @@ def _conv(dilation):
 
 def _restricted_flops(b, n, d):
     from zoo import attention
-    blk = max(WINDOW, attention.LOCAL_BLOCK if hasattr(attention, "LOCAL_BLOCK") else 16)
+    blk = max(WINDOW, attention.LOCAL_BLOCK)
     return 4.0 * b * n * 3 * blk * d       # each block of queries against 3 blocks of keys
 
 
@@ -423,11 +423,10 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
               + " | crossover n |", "|---|" + "---|" * (len(_all_n(summary["crossover"])) + 1)]
     for c in summary["crossover"]:
         cells = dict(zip(c["n"], c["attention_over_recurrent"]))
-        lines.append(f"| {c['d']} | " + " | ".join(
-            f"{cells[n]:.2f}" if n in cells else "" for n in _all_n(summary["crossover"]))
-            + f" | {c['crossover_n']:.0f} |" if c["crossover_n"] else
-            f"| {c['d']} | " + " | ".join(f"{cells[n]:.2f}" if n in cells else ""
-                                          for n in _all_n(summary["crossover"])) + " | none |")
+        ratios = " | ".join(f"{cells[n]:.2f}" if n in cells else ""
+                            for n in _all_n(summary["crossover"]))
+        cross = f"{c['crossover_n']:.0f}" if c["crossover_n"] else "none"
+        lines.append(f"| {c['d']} | {ratios} | {cross} |")
     lines += ["", "## Measurements", "",
               "| layer | n | d | fwd median ms (min–max) | fwd+bwd median ms | compile s | "
               "analytic GFLOP | XLA GFLOP | temp MiB | seq ops |",

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from zoo import data
 from zoo import transformer as tf
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "deeploc"
@@ -27,17 +28,7 @@ VOCAB = 28
 
 
 def read_fasta(path):
-    seqs, cur = [], []
-    for line in Path(path).read_text().splitlines():
-        if line.startswith(">"):
-            if cur:
-                seqs.append("".join(cur))
-            cur = []
-        elif line.strip():
-            cur.append(line.strip())
-    if cur:
-        seqs.append("".join(cur))
-    return seqs
+    return [r["sequence"] for r in data.read_fasta(path)]
 
 
 def tokenize(seqs, length):

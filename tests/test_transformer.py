@@ -13,6 +13,7 @@ import pytest
 
 from zoo import attention as A
 from zoo import sharding
+from zoo import data
 from zoo import transformer as tf
 from tests.tolerances import SHARDED, assert_close
 
@@ -264,17 +265,7 @@ def test_copy_task_reaches_99_percent():
 
 
 def read_fasta(path):
-    seqs, cur = [], []
-    for line in Path(path).read_text().splitlines():
-        if line.startswith(">"):
-            if cur:
-                seqs.append("".join(cur))
-            cur = []
-        elif line.strip():
-            cur.append(line.strip())
-    if cur:
-        seqs.append("".join(cur))
-    return seqs
+    return [r["sequence"] for r in data.read_fasta(path)]
 
 
 AMINO = "ACDEFGHIKLMNPQRSTVWYXUZB"

@@ -63,6 +63,8 @@ IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked")
 #: Query block of the chunked kernel: 64 float32 rows of scores per (batch, head) stay in a
 #: CPU core's L2 for S up to a few thousand (measured best of 16..1024 at n = 1024).
 QUERY_BLOCK = 64
+#: Smallest block of :func:`local_attention` (a block is ``max(window, LOCAL_BLOCK)`` long).
+LOCAL_BLOCK = 16
 _NEG = float(jnp.finfo(jnp.float32).min)
 
 
@@ -308,7 +310,7 @@ def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
     bsz, t, n, h = q.shape
     kh = k.shape[2]
     g = n // kh
-    blk = max(window, block or 16)
+    blk = max(window, block or LOCAL_BLOCK)
     nb = -(-t // blk)
     pad = nb * blk - t
     key_valid = jnp.ones((bsz, t), bool) if key_mask is None else key_mask

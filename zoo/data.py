@@ -95,6 +95,21 @@ def load_fasta(path: str | Path, *, cache_dir: str | None = None):
         cache_dir=cache_dir)
 
 
+def read_fasta(path: str | Path) -> list[dict]:
+    """FASTA records as plain dicts (``id``, ``description``, ``sequence``), no ``datasets``.
+
+    For small files read straight into NumPy; :func:`load_fasta` is the cached, streaming door.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file does not start with a ``>`` header line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no FASTA file at {path}")
+    return list(_fasta_records(str(path), sha256=""))
+
+
 def require_columns(dataset, names: Sequence[str]) -> None:
     """Raises ``KeyError`` naming the first of ``names`` missing from ``dataset``'s columns."""
     have = list(dataset.column_names) if hasattr(dataset, "column_names") else list(dataset)
@@ -414,5 +429,5 @@ def _numpy_format(dataset):
     return dataset.with_format("numpy") if hasattr(dataset, "with_format") else dataset
 
 
-__all__ = ["load", "load_fasta", "require_columns", "CharTokenizer", "pad", "process_rows",
+__all__ = ["load", "load_fasta", "read_fasta", "require_columns", "CharTokenizer", "pad", "process_rows",
            "Loader", "columns_loader", "sequence_loader"]

@@ -414,15 +414,8 @@ def encoder_layer(p: Params, h: Float[Array, "B S D"], cfg: Config, *, mask=None
     ``mask`` is boolean, broadcastable to ``[B, N, S, S]`` (``True`` = may attend).
     """
     k1, k2 = _split_key(key, 2)
-    acfg = cfg.attention
-
-    def self_attn(u):
-        q = attention.project_q(p["self_attn"], u)
-        kk, vv = attention.project_kv(p["self_attn"], u)
-        o, w = attention.attend(q, kk, vv, mask=mask, window=acfg.window,
-                                implementation=acfg.implementation,
+    self_attn = _self_attention(p["self_attn"], cfg, mask=mask, causal=False,
                                 return_weights=return_weights)
-        return attention.project_out(p["self_attn"], o), w
     h, w = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
     h = _residual(h, lambda u: _ffn(p["ffn"], u), p["norm3"], cfg, k2)
     return h, w
@@ -435,14 +428,8 @@ def decoder_layer(p: Params, h: Float[Array, "B T D"], cfg: Config, *, memory=No
     Returns ``(h, (self_weights, cross_weights))`` (``None`` unless ``return_weights``)."""
     k1, k2, k3 = _split_key(key, 3)
     acfg = cfg.attention
-
-    def self_attn(u):
-        q = attention.project_q(p["self_attn"], u)
-        kk, vv = attention.project_kv(p["self_attn"], u)
-        o, w = attention.attend(q, kk, vv, causal=True, window=acfg.window,
-                                implementation=acfg.implementation,
+    self_attn = _self_attention(p["self_attn"], cfg, mask=None, causal=True,
                                 return_weights=return_weights)
-        return attention.project_out(p["self_attn"], o), w
     h, w_self = _residual_aux(h, self_attn, p["norm1"], cfg, k1)
     w_cross = None
     if memory is not None:
@@ -515,6 +502,20 @@ def _decoder(params, tokens, cfg, *, memory=None, src_mask=None, key=None,
 
     h, w = jax.lax.scan(layer, x, (params["decoder"], _layer_keys(key, n_layers)))
     return _final_norm(params, h, cfg), w
+
+
+def _self_attention(p, cfg, *, mask, causal, return_weights):
+    """The self-attention sub-layer ``u -> (out, weights or None)`` of one layer."""
+    acfg = cfg.attention
+
+    def self_attn(u):
+        q = attention.project_q(p, u)
+        kk, vv = attention.project_kv(p, u)
+        o, w = attention.attend(q, kk, vv, mask=mask, causal=causal, window=acfg.window,
+                                implementation=acfg.implementation,
+                                return_weights=return_weights)
+        return attention.project_out(p, o), w
+    return self_attn
 
 
 def _attend_kv(p, u, k, v, mask):
