@@ -60,22 +60,24 @@ def model_perplexity(params, cfg, held, batch=64):
     return math.exp(total / count)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--length", type=int, default=96)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--d-model", type=int, default=64)
-    args = parser.parse_args()
-    train = tokenize(read_fasta(DATA / "deeploc_our_val_set.fasta"), args.length)
-    held = tokenize(read_fasta(DATA / "deeploc_test_set.fasta"), args.length)
-    cfg = tf.Config(kind="decoder", vocab_size=VOCAB, d_model=args.d_model, num_heads=4,
-                    d_ff=4 * args.d_model, num_layers=args.layers, max_len=args.length,
-                    norm="pre", dropout=0.1)
+def config(length: int = 96, layers: int = 2, d_model: int = 64) -> tf.Config:
+    """The decoder-only model: pre-norm, 4 heads, d_ff = 4·d_model, dropout 0.1."""
+    return tf.Config(kind="decoder", vocab_size=VOCAB, d_model=d_model, num_heads=4,
+                     d_ff=4 * d_model, num_layers=layers, max_len=length, norm="pre",
+                     dropout=0.1)
+
+
+def load(length: int = 96):
+    """``(train, held)`` token arrays: DeepLoc's validation split and its test split."""
+    return (tokenize(read_fasta(DATA / "deeploc_our_val_set.fasta"), length),
+            tokenize(read_fasta(DATA / "deeploc_test_set.fasta"), length))
+
+
+def train_lm(train, cfg: tf.Config, steps: int = 1500, batch: int = 16, log_every: int = 250):
+    """AdamW (warmup + cosine to 1e-4, peak 1e-3) on random crops of ``train``; returns params."""
     params = tf.init(jax.random.key(0), cfg)
-    opt = optax.adamw(optax.warmup_cosine_decay_schedule(0, 1e-3, 100, args.steps, 1e-4),
-                      weight_decay=0.01)
+    opt = optax.adamw(optax.warmup_cosine_decay_schedule(0, 1e-3, min(100, steps // 10), steps,
+                                                         1e-4), weight_decay=0.01)
     state = opt.init(params)
 
     @jax.jit
@@ -86,12 +88,26 @@ def main():
         return optax.apply_updates(params, updates), state, value
 
     rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    for i in range(args.steps):
-        x = jnp.asarray(train[rng.integers(0, len(train), args.batch)])
+    for i in range(steps):
+        x = jnp.asarray(train[rng.integers(0, len(train), batch)])
         params, state, value = step(params, state, x, jax.random.key(i))
-        if i % 250 == 0:
+        if log_every and i % log_every == 0:
             print(f"step {i:5d}  train loss {float(value):.4f}", flush=True)
+    return params
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--length", type=int, default=96)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--d-model", type=int, default=64)
+    args = parser.parse_args()
+    train, held = load(args.length)
+    cfg = config(args.length, args.layers, args.d_model)
+    start = time.perf_counter()
+    params = train_lm(train, cfg, args.steps, args.batch)
     ppl = model_perplexity(params, cfg, held)
     base = unigram_perplexity(train, held)
     print(f"held-out perplexity per residue: model {ppl:.2f}, amino-acid unigram {base:.2f} "

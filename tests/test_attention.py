@@ -104,6 +104,18 @@ def test_all_paths_equal_numpy_loop(causal):
     assert_close(A.chunked_attention(q, k, v, mask=mask, causal=causal, block=3), ref)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1, S), (B, 1, 1, S), (1, N, T, S), (B, N, 1, S),
+                                   (B, N, T, 1)])
+@pytest.mark.parametrize("block", [None, 2, 5])
+def test_chunked_slices_every_mask_layout_per_head_and_block(shape, block):
+    # Grouped heads (N/K = 2), a query block that does not divide T, and masks broadcast along
+    # any axis: each (batch, key/value head, query block) must read its own part of the mask.
+    q, k, v = _qkv()
+    mask = _random_mask(3, shape)
+    ref = numpy_attention(q, k, v, np.asarray(jnp.broadcast_to(mask, (B, N, T, S))))
+    assert_close(A.chunked_attention(q, k, v, mask=mask, block=block), ref)
+
+
 def test_fused_equals_jax_nn_and_grouped_heads_equal_repeated():
     q, k, v = _qkv()
     expected = jax.nn.dot_product_attention(q, k, v)

@@ -186,11 +186,7 @@ def test_learns_to_reverse_short_sequences():
 
 @pytest.mark.slow
 def test_reverse_task_reaches_99_percent_exact_sequences():
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).parents[1] / "examples" / "reverse_seq2seq.py"
-    module_spec = importlib.util.spec_from_file_location("reverse_seq2seq", path)
-    example = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(example)
+    from tests._examples import load_example
+    example = load_example("reverse_seq2seq")
     params, _ = example.train(log_every=0)
     assert example.evaluate(params) >= 0.99

@@ -13,13 +13,14 @@ import pytest
 
 from zoo import attention as A
 from zoo import sharding
-from zoo import data
 from zoo import transformer as tf
+from tests._examples import load_example
 from tests.tolerances import SHARDED, assert_close
 
 B, S, T, D, N, F = 2, 11, 7, 12, 4, 20
 H = D // N
 DATA = Path(__file__).parent / "data" / "deeploc_val_subset.fasta"
+SLOW_LM_STEPS = 800
 
 
 # --- PyTorch layers with copied weights -------------------------------------------------------
@@ -184,7 +185,7 @@ def test_attention_maps_shapes_and_rows():
     params = tf.init(jax.random.key(0), cfg)
     (src, tgt_in), _ = tf.example_batch(jax.random.key(1), cfg, B, length=T)
     src = jnp.concatenate([src, jnp.zeros((B, S - T), src.dtype)], axis=1)   # padded source
-    maps = tf.attention_maps(params, src, tgt_in, cfg)
+    maps = {s: tf.attention_maps(params, src, tgt_in, cfg, stack=s) for s in tf.STACKS}
     assert maps["encoder"].shape == (1, B, N, S, S)
     assert maps["decoder"].shape == (1, B, 4, T, T)
     assert maps["cross"].shape == (1, B, 4, T, S)
@@ -194,6 +195,20 @@ def test_attention_maps_shapes_and_rows():
     # The explicit path's weights give the same logits as the fast path.
     explicit = tf.Config(**{**cfg.__dict__, "implementation": "xla"})
     assert_close(tf.apply(params, src, tgt_in, explicit), tf.apply(params, src, tgt_in, cfg))
+
+
+def test_attention_maps_of_single_stack_models_and_bad_stacks():
+    lm = tf.PRESETS["lm_tiny"]
+    (tokens,), _ = tf.example_batch(jax.random.key(1), lm, B, length=T + 1)
+    maps = tf.attention_maps(tf.init(jax.random.key(0), lm), tokens, lm)
+    assert maps.shape == (lm.num_layers, B, lm.num_heads, T, T)
+    assert_close(maps.sum(-1), np.ones(maps.shape[:-1]))
+    with pytest.raises(ValueError, match="stack must be one of"):
+        tf.attention_maps(tf.init(jax.random.key(0), lm), tokens, lm, stack="cross")
+    cfg = tf.PRESETS["tiny"]
+    (src, tgt_in), _ = tf.example_batch(jax.random.key(1), cfg, B, length=T)
+    with pytest.raises(ValueError, match="pass stack="):
+        tf.attention_maps(tf.init(jax.random.key(0), cfg), src, tgt_in, cfg)
 
 
 def test_padding_the_source_changes_nothing():
@@ -264,26 +279,9 @@ def test_copy_task_reaches_99_percent():
                           lr=1e-3) >= 0.99
 
 
-def read_fasta(path):
-    return [r["sequence"] for r in data.read_fasta(path)]
-
-
-AMINO = "ACDEFGHIKLMNPQRSTVWYXUZB"
-
-
-def _protein_tokens(seqs, length):
-    """Each sequence cropped to ``length - 1`` residues after BOS, padded with PAD."""
-    ids = {a: i + 3 for i, a in enumerate(AMINO)}
-    out = np.zeros((len(seqs), length), np.int32)
-    for r, s in enumerate(seqs):
-        toks = [tf.BOS] + [ids.get(a, ids["X"]) for a in s[:length - 1]]
-        out[r, :len(toks)] = toks
-    return out
-
-
 def test_protein_lm_learns_below_uniform():
-    seqs = read_fasta(DATA)
-    tokens = _protein_tokens(seqs, 65)
+    example = load_example("protein_lm")
+    tokens = example.tokenize(example.read_fasta(DATA), 65)
     train, held = tokens[:-32], tokens[-32:]
     cfg = tf.Config(kind="decoder", vocab_size=28, d_model=32, num_heads=4, d_ff=64,
                     num_layers=1, max_len=64, norm="pre")
@@ -303,3 +301,18 @@ def test_protein_lm_learns_below_uniform():
     held_loss = float(tf.loss(params, (held[:, :-1],), held[:, 1:], cfg))
     # Uniform over the 20 standard amino acids is log(20) = 3.00 nats per residue.
     assert held_loss < math.log(20) - 0.05
+
+
+@pytest.mark.slow
+def test_protein_lm_beats_the_amino_acid_unigram_on_held_out_proteins():
+    # The example end to end on the DeepLoc splits (train: validation split; held out: test
+    # split), shortened: the unigram baseline is the training split's residue frequencies.
+    example = load_example("protein_lm")
+    if not example.DATA.is_dir():
+        pytest.skip(f"needs the DeepLoc data at {example.DATA}")
+    train, held = example.load(length=64)
+    cfg = example.config(length=64)
+    params = example.train_lm(train, cfg, steps=SLOW_LM_STEPS, log_every=0)
+    model = example.model_perplexity(params, cfg, held)
+    unigram = example.unigram_perplexity(train, held)
+    assert model < 0.95 * unigram, (model, unigram)

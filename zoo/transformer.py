@@ -266,30 +266,48 @@ def encode(params: Params, src: Int[Array, "B S"], cfg: Config, *, key=None,
     return h, w
 
 
-def attention_maps(params: Params, *args) -> dict[str, Float[Array, "L B N T S"]]:
-    """Every layer's and head's attention weights, through the explicit path.
+STACKS = ("encoder", "decoder", "cross")
 
-    Returns a dict: ``"encoder"`` ``[L, B, N, S, S]`` (encoder kinds), ``"decoder"``
-    ``[L, B, N, T, T]`` (decoder kinds) and ``"cross"`` ``[L, B, N, T, S]``
-    (encoder-decoder).
+
+def attention_maps(params: Params, *args, stack: str | None = None
+                   ) -> Float[Array, "L B N T S"]:
+    """Every layer's and head's attention weights ``[L, B, N, T, S]``, through the explicit
+    path: ``softmax(q kᵀ/√H + M)`` of each layer, stacked over layers.
+
+    Call as ``attention_maps(params, tokens, cfg)`` (encoder or decoder models) or
+    ``attention_maps(params, src, tgt_in, cfg, stack=...)`` (encoder-decoder). ``stack`` picks
+    the attention: ``"encoder"`` (self-attention over the source, ``T = S``), ``"decoder"``
+    (causal self-attention over the target) or ``"cross"`` (target over source). It defaults
+    to the model's own self-attention; an encoder-decoder must name it.
 
     >>> cfg = PRESETS["lm_tiny"]
-    >>> maps = attention_maps(init(jax.random.key(0), cfg), jnp.ones((2, 5), int), cfg)
-    >>> maps["decoder"].shape
+    >>> attention_maps(init(jax.random.key(0), cfg), jnp.ones((2, 5), int), cfg).shape
     (1, 2, 4, 5, 5)
+
+    Raises:
+        ValueError: for an unknown ``stack``, one the model does not have, or none given for
+            an encoder-decoder.
     """
     inputs, cfg = args[:-1], args[-1]
+    if stack is None and cfg.kind not in ("encoder", "decoder"):
+        raise ValueError(f"an encoder-decoder has three kinds of attention: pass stack= one "
+                         f"of {STACKS}")
+    stack = stack or cfg.kind
+    has = {"encoder": ("encoder",), "decoder": ("decoder",)}.get(cfg.kind, STACKS)
+    if stack not in has:
+        raise ValueError(f"stack must be one of {has} for a model of kind {cfg.kind!r}, "
+                         f"got {stack!r}")
     for name, x in zip(("src", "tgt_in") if len(inputs) == 2 else ("tokens",), inputs):
         _check_tokens(x, name, cfg)
     params = gather_params(params, param_axes(cfg))
     if cfg.kind == "decoder":
-        return {"decoder": _decoder(params, inputs[0], cfg, return_weights=True)[1][0]}
+        return _decoder(params, inputs[0], cfg, return_weights=True)[1][0]
     memory, enc_w = encode(params, inputs[0], cfg, return_weights=True)
-    if cfg.kind == "encoder":
-        return {"encoder": enc_w}
+    if stack == "encoder":
+        return enc_w
     _, (self_w, cross_w) = _decoder(params, inputs[1], cfg, memory=memory,
                                     src_mask=inputs[0] != PAD, return_weights=True)
-    return {"encoder": enc_w, "decoder": self_w, "cross": cross_w}
+    return self_w if stack == "decoder" else cross_w
 
 
 # --- incremental decoding ----------------------------------------------------------------------
