@@ -138,7 +138,7 @@ SWEEPS = {
     "quick": dict(batch=16, d_fixed=64, n_sweep=(128, 256, 512, 1024, 2048),
                   n_fixed=128, d_sweep=(128, 256, 512, 1024), crossover_d=(64, 128, 256),
                   crossover_n=(64, 128, 256, 512, 1024, 2048), path_n=(16, 64, 256),
-                  repeats=5, min_time=2e-3, peers="quick"),
+                  repeats=3, min_time=2e-3, peers="quick"),
     "full": dict(batch=16, d_fixed=256, n_sweep=(256, 512, 1024, 2048, 4096, 8192, 16384),
                  n_fixed=1024, d_sweep=(128, 256, 512, 1024, 2048),
                  crossover_d=(128, 256, 512, 1024),
@@ -346,17 +346,27 @@ def summarize(records: list[dict], sweep: dict) -> dict:
     return {"rows": rows, "crossover": crossovers(records, sweep)}
 
 
+#: A size counts as saturated when the layer runs there at this fraction of the best FLOP rate
+#: it reaches in the same sweep (below it, fixed per-call or per-step costs still dominate).
+SATURATION = 0.7
+
+
 def _fit(recs, size_key, cost_key, min_time=None):
-    pts = [(r[size_key], r[cost_key]) for r in recs if r.get(cost_key)]
+    """Log-log fit of ``cost_key`` against ``size_key``. Time fits (``min_time`` given) keep
+    the saturated sizes: forward at least ``min_time`` and at least :data:`SATURATION` of
+    the best analytic-FLOP rate of the sweep; with fewer than three such sizes the fit is
+    marked unsaturated (and uses the three fastest-running sizes when fewer than two)."""
+    pts = [(r[size_key], r[cost_key], r["flops"]) for r in recs if r.get(cost_key)]
     if len(pts) < 2:
         return None
     saturated = True
     if min_time is not None:
-        keep = [p for p in pts if p[1] >= min_time]
-        if len(keep) >= 3:
-            pts = keep
-        else:
-            pts, saturated = pts[-3:], False
+        best = max(f / c for _, c, f in pts)
+        keep = [p for p in pts if p[1] >= min_time and p[2] / p[1] >= SATURATION * best]
+        saturated = len(keep) >= 3
+        if len(keep) < 2:
+            keep = sorted(pts, key=lambda p: p[2] / p[1])[-3:]
+        pts = sorted(keep)
     fit = analysis.fit_exponent([p[0] for p in pts], [p[1] for p in pts])
     fit["sizes"] = [p[0] for p in pts]
     fit["saturated"] = saturated
@@ -402,8 +412,11 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         f"{next((r['dtype'] for r in records if 'dtype' in r), 'float32')}, matmul precision "
         f"{env.get('matmul_precision')}; sweep `{sweep_name}`.", "",
         "Exponents are least-squares slopes of log cost against log size ± their standard "
-        "error; time fits use the sizes whose forward pass takes at least the sweep's minimum "
-        "time (marked † where fewer than three did and the three largest were used). "
+        "error, with the theory's exponent and the number of sizes fitted in brackets. Time "
+        "fits use the minimum over repeats (on a shared machine other work only adds time) "
+        f"at the saturated sizes: forward pass at least the sweep's minimum time and FLOP rate "
+        f"at least {SATURATION:.0%} of the layer's best in that sweep (marked † where fewer "
+        "than three sizes qualified). "
         "Sequential operations are the loop trip counts of the compiled forward program (for "
         "attention, the minimum over the zoo's paths: XLA's fused path has no loop, the timed "
         "CPU path maps over query blocks); path lengths are measured from gradients through "
@@ -456,7 +469,7 @@ def _exp(fit, theory):
         return "—"
     mark = "" if fit.get("saturated", True) else "†"
     err = "" if math.isnan(fit["stderr"]) else f" ± {fit['stderr']:.2f}"
-    return f"{fit['exponent']:.2f}{err}{mark} ({theory})"
+    return f"{fit['exponent']:.2f}{err}{mark} ({theory}; {fit['points']} sizes)"
 
 
 def _pairs(d):
