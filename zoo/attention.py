@@ -48,6 +48,7 @@ References:
 """
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -259,36 +260,120 @@ def chunked_attention(q, k, v, *, mask=None, causal: bool = False,
     ...                   dot_product_attention(q, q, q)[0], atol=1e-6))
     True
     """
-    b, t, n, h = q.shape
-    s_len, kh = k.shape[1], k.shape[2]
-    g = n // kh
-    blk = min(t, block or _query_block(g, s_len))
-    nb = -(-t // blk)
-    q = q * jnp.asarray(1.0 / math.sqrt(h), q.dtype)
-    if nb * blk != t:
-        q = jnp.pad(q, ((0, 0), (0, nb * blk - t), (0, 0), (0, 0)))
-    m4 = None if mask is None else _pad_rows(mask, nb * blk)
+    g = q.shape[2] // k.shape[2]
+    blk = min(q.shape[1], block or _query_block(g, k.shape[1]))
+    return _chunked(q, k, v, mask, causal, blk)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _chunked(q, k, v, mask, causal, blk):
+    return _chunked_forward(q, k, v, mask, causal, blk)[0]
+
+
+def _chunked_forward(q, k, v, mask, causal, blk):
+    """``(out [B, T, N, H], lse [BK, nb, G, blk])``: the output and each row's log-sum-exp."""
+    ctx = _Chunks(q, k, mask, causal, blk)
 
     def pair(i):
-        # Slicing one (batch, key/value head) out of the [B, T, N, H] inputs here, rather than
-        # transposing them whole beforehand, keeps the copies in cache (1.2x faster forward,
-        # 1.7x forward+backward at B 8, n 1024, 8 heads of 64).
-        bi, ki = i // kh, i % kh
-        qi = _head(q, bi, ki * g, g)                                        # T G H
-        kv = _head(k, bi, ki, 1)[:, 0], _head(v, bi, ki, 1)[:, 0]           # S H
+        qi, ki, vi = ctx.slice(q, i), ctx.kv(k, i), ctx.kv(v, i)
 
         def one(j):
-            qb = jax.lax.dynamic_slice_in_dim(qi, j * blk, blk, 0)          # blk G H
-            valid = None if m4 is None else _mask_block(m4, bi, ki, j, g, blk)
-            if causal:
-                c = (j * blk + jnp.arange(blk))[:, None] >= jnp.arange(s_len)[None, :]
-                valid = c if valid is None else valid & c
-            return _block_attention(qb.transpose(1, 0, 2), *kv, valid).transpose(1, 0, 2)
-        return one(0)[None] if nb == 1 else jax.lax.map(one, jnp.arange(nb))
+            return _block_attention(ctx.block(qi, j), ki, vi, ctx.valid(i, j))
+        return ctx.over_blocks(one)
 
-    out = jax.lax.map(pair, jnp.arange(b * kh))                            # BK nb blk G H
-    out = out.reshape(b, kh, nb * blk, g, h).transpose(0, 2, 1, 3, 4)
-    return out.reshape(b, nb * blk, n, h)[:, :t]
+    out, lse = jax.lax.map(pair, jnp.arange(ctx.pairs))                  # BK nb G blk (H)
+    return ctx.unslice(out), (q, k, v, mask, ctx.unslice(out), lse)
+
+
+def _chunked_backward(causal, blk, res, d_out):
+    """Flash-style backward: each block's probabilities are recomputed from the saved
+    log-sum-exp, so memory stays O(n) and each (batch, head) works in cache.
+
+        dV = Pᵀ dO,  dS = P ⊙ (dO Vᵀ − rowsum(dO ⊙ O)),  dQ = dS K / √H,  dK = dSᵀ Q / √H
+    """
+    q, k, v, mask, out, lse = res
+    ctx = _Chunks(q, k, mask, causal, blk)
+
+    def pair(i):
+        qi, ki, vi = ctx.slice(q, i), ctx.kv(k, i), ctx.kv(v, i)
+        doi, oi = ctx.slice(d_out.astype(q.dtype), i), ctx.slice(out, i)
+
+        def one(acc, j):
+            qb, dob = ctx.block(qi, j), ctx.block(doi, j)                 # G blk H
+            s = jnp.einsum("gbh,sh->gbs", qb, ki, preferred_element_type=_acc(qb)) * ctx.scale
+            p = jnp.exp(s - lse[i, j][..., None])
+            valid = ctx.valid(i, j)
+            if valid is not None:
+                p = jnp.where(valid, p, 0.0)
+            dp = jnp.einsum("gbh,sh->gbs", dob, vi, preferred_element_type=_acc(qb))
+            ds = p * (dp - (dob * ctx.block(oi, j)).sum(-1, keepdims=True))
+            dk = acc[0] + jnp.einsum("gbs,gbh->sh", ds, qb)
+            dv = acc[1] + jnp.einsum("gbs,gbh->sh", p, dob)
+            return (dk, dv), jnp.einsum("gbs,sh->gbh", ds, ki) * ctx.scale
+        zero = jnp.zeros(ki.shape, _acc(q))
+        (dk, dv), dq = jax.lax.scan(one, (zero, zero), jnp.arange(ctx.nb))
+        return dq, dk * ctx.scale, dv
+
+    dq, dk, dv = jax.lax.map(pair, jnp.arange(ctx.pairs))
+    return (ctx.unslice(dq).astype(q.dtype), ctx.unslice_kv(dk).astype(k.dtype),
+            ctx.unslice_kv(dv).astype(v.dtype), None)
+
+
+_chunked.defvjp(_chunked_forward, _chunked_backward)
+
+
+class _Chunks:
+    """Index arithmetic of the chunked kernel: pair ``i`` is (batch ``i // K``, key/value
+    head ``i % K``); block ``j`` is queries ``j·blk .. (j+1)·blk − 1`` (``T`` padded)."""
+
+    def __init__(self, q, k, mask, causal, blk):
+        self.b, self.t, n, h = q.shape
+        self.s, self.kh = k.shape[1], k.shape[2]
+        self.g, self.h, self.blk, self.causal = n // self.kh, h, blk, causal
+        self.nb = -(-self.t // blk)
+        self.pairs = self.b * self.kh
+        self.scale = 1.0 / math.sqrt(h)
+        self.mask = None if mask is None else _pad_rows(mask, self.nb * blk)
+
+    def slice(self, x, i):
+        """``[B, T, N, H]`` -> pair ``i``'s ``[T', G, H]`` (padded ``T' = nb·blk``). Slicing
+        here, rather than transposing whole inputs beforehand, keeps the copies in cache
+        (1.2x faster forward at B 8, n 1024, 8 heads of 64)."""
+        x = jax.lax.dynamic_index_in_dim(x, i // self.kh, 0, keepdims=False)
+        x = jax.lax.dynamic_slice_in_dim(x, (i % self.kh) * self.g, self.g, 1)
+        return jnp.pad(x, ((0, self.nb * self.blk - self.t), (0, 0), (0, 0)))
+
+    def kv(self, x, i):
+        """``[B, S, K, H]`` -> pair ``i``'s ``[S, H]``."""
+        x = jax.lax.dynamic_index_in_dim(x, i // self.kh, 0, keepdims=False)
+        return jax.lax.dynamic_index_in_dim(x, i % self.kh, 1, keepdims=False)
+
+    def block(self, xi, j):
+        """Block ``j`` of a pair's ``[T', G, H]`` as ``[G, blk, H]``."""
+        return jax.lax.dynamic_slice_in_dim(xi, j * self.blk, self.blk, 0).transpose(1, 0, 2)
+
+    def valid(self, i, j):
+        """Pair ``i``, block ``j``'s mask ``[G|1, blk|1, S]`` (or None)."""
+        valid = None if self.mask is None else _mask_block(
+            self.mask, i // self.kh, i % self.kh, j, self.g, self.blk)
+        if self.causal:
+            c = (j * self.blk + jnp.arange(self.blk))[:, None] >= jnp.arange(self.s)[None, :]
+            valid = c if valid is None else valid & c
+        return valid
+
+    def over_blocks(self, one):
+        return jax.tree.map(lambda x: x[None], one(0)) if self.nb == 1 else \
+            jax.lax.map(one, jnp.arange(self.nb))
+
+    def unslice(self, x):
+        """Per-pair blocks ``[BK, nb, G, blk, H]`` -> ``[B, T, N, H]``."""
+        x = x.reshape(self.b, self.kh, self.nb, self.g, self.blk, self.h)
+        x = x.transpose(0, 2, 4, 1, 3, 5).reshape(self.b, self.nb * self.blk, -1, self.h)
+        return x[:, :self.t]
+
+    def unslice_kv(self, x):
+        """Per-pair ``[BK, S, H]`` -> ``[B, S, K, H]``."""
+        return x.reshape(self.b, self.kh, self.s, self.h).transpose(0, 2, 1, 3)
 
 
 def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
@@ -484,26 +569,22 @@ def _query_block(g, s_len):
     return max(16, SCORE_BLOCK // (g * s_len))
 
 
-def _head(x, bi, start, size):
-    """``x[bi, :, start:start + size]`` of a ``[B, T, N, H]`` array: ``[T, size, H]``."""
-    x = jax.lax.dynamic_index_in_dim(x, bi, 0, keepdims=False)
-    return jax.lax.dynamic_slice_in_dim(x, start, size, 1)
-
-
 def _block_attention(qb, k, v, valid):
-    """One block: ``qb [G, b, H]`` (already scaled), ``k, v [S, H]``, ``valid``
-    broadcastable to ``[G, b, S]`` or None. Rows with no valid key give zeros."""
+    """One block: ``qb [G, b, H]``, ``k, v [S, H]``, ``valid`` broadcastable to ``[G, b, S]``
+    or None. Returns ``(out [G, b, H], lse [G, b])``; rows with no valid key give zeros."""
     s = jnp.einsum("gbh,sh->gbs", qb, k, preferred_element_type=_acc(qb))
+    s = s * (1.0 / math.sqrt(qb.shape[-1]))
     if valid is not None:
         s = jnp.where(valid, s, _NEG)
-    e = jnp.exp(s - jax.lax.stop_gradient(s.max(-1, keepdims=True)))
+    m = jax.lax.stop_gradient(s.max(-1, keepdims=True))
+    e = jnp.exp(s - m)
     if valid is not None:
         e = jnp.where(valid, e, 0.0)
     denom = e.sum(-1, keepdims=True)
     o = jnp.matmul(e.astype(v.dtype), v, preferred_element_type=_acc(v))     # G b H
     if valid is not None:
         denom = jnp.where(denom > 0, denom, 1.0)
-    return (o / denom).astype(v.dtype)
+    return (o / denom).astype(v.dtype), (m + jnp.log(denom))[..., 0]
 
 
 def _pad_rows(mask, rows):
