@@ -80,6 +80,63 @@ def test_equals_torch_with_copied_weights(cell, layers_dirs):
         assert_close(state.c, c_ref)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(cell):
+    # The LSTM's hand-written backward (and the GRU's autodiff) against PyTorch's autograd in
+    # float64: parameters, inputs and the initial state, through 2 bidirectional layers over
+    # padded sequences, with random cotangents on the outputs and on the final state.
+    torch = pytest.importorskip("torch")
+    cfg = _cfg(cell, 2, True, dtype="float64")
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), rnn.init(jax.random.key(7), cfg))
+        x = _data(8).astype(jnp.float64)
+        keys = jax.random.split(jax.random.key(9), 5)
+        h0 = jax.random.normal(keys[0], (B, 4, D), jnp.float64)
+        c0 = jax.random.normal(keys[1], (B, 4, D), jnp.float64) if cell == "lstm" else None
+        cy = jax.random.normal(keys[2], (B, T, 2 * D), jnp.float64)
+        ch = jax.random.normal(keys[3], (B, 4, D), jnp.float64)
+        cc = jax.random.normal(keys[4], (B, 4, D), jnp.float64)
+
+        def loss(params, x, h0, c0):
+            y, st = rnn.apply(params, x, jnp.asarray(LENGTHS), cfg,
+                              initial_state=rnn.State(h0, c0), return_state=True)
+            extra = 0.0 if st.c is None else jnp.vdot(st.c, cc)
+            return jnp.vdot(y, cy) + jnp.vdot(st.h, ch) + extra
+        grads = jax.grad(loss, argnums=(0, 1, 2, 3) if cell == "lstm" else (0, 1, 2))(
+            params, x, h0, c0)
+
+    module = _torch_module(params, cfg)
+    t = lambda a: torch.tensor(np.asarray(a), requires_grad=True)
+    xt, h0t = t(x), t(np.swapaxes(h0, 0, 1))
+    state0 = (h0t, t(np.swapaxes(c0, 0, 1))) if cell == "lstm" else h0t
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        xt, torch.as_tensor(LENGTHS), batch_first=True, enforce_sorted=False)
+    y, st = module(packed, state0)
+    y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)
+    h, c = st if cell == "lstm" else (st, None)
+    total = (y * torch.tensor(np.asarray(cy))).sum() + \
+        (h * torch.tensor(np.asarray(ch).swapaxes(0, 1))).sum()
+    if c is not None:
+        total = total + (c * torch.tensor(np.asarray(cc).swapaxes(0, 1))).sum()
+    total.backward()
+    assert_close(grads[1], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert_close(grads[2], h0t.grad.numpy().swapaxes(0, 1), rtol=1e-10, atol=1e-12)
+    if cell == "lstm":
+        assert_close(grads[3], state0[1].grad.numpy().swapaxes(0, 1), rtol=1e-10, atol=1e-12)
+    g, d = cfg.gates, D
+    for l in range(2):
+        for k, name in enumerate(("fwd", "bwd")):
+            sfx = f"_l{l}" + ("_reverse" if k else "")
+            got = grads[0][f"layer_{l}"][name]
+            w = lambda n: getattr(module, n + sfx).grad.numpy()
+            assert_close(got["w_i_igd"], w("weight_ih").reshape(g, d, -1).transpose(2, 0, 1),
+                         rtol=1e-10, atol=1e-12)
+            assert_close(got["w_h_dgd"], w("weight_hh").reshape(g, d, -1).transpose(2, 0, 1),
+                         rtol=1e-10, atol=1e-12)
+            assert_close(got["b_i_gd"], w("bias_ih").reshape(g, d), rtol=1e-10, atol=1e-12)
+            assert_close(got["b_h_gd"], w("bias_hh").reshape(g, d), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_padded_batch_equals_torch_packed_sequences(cell):
     cfg = _cfg(cell, 2, True)

@@ -31,8 +31,10 @@ Paths, all giving the same numbers (tested):
 
 ``Config.implementation`` picks the path: ``"auto"`` uses the chunked kernel on CPU, cuDNN
 on GPU where the arguments allow (16-bit dtype, head dim a multiple of 8 up to 128, no
-explicit mask) and XLA's fused attention otherwise; ``"xla"``/``"cudnn"`` go through ``jax.nn``; ``"chunked"``
-forces the zoo kernel.
+explicit mask) and XLA's fused attention otherwise; ``"xla"``/``"cudnn"`` go through
+``jax.nn``; ``"chunked"`` forces the zoo kernel. The chunked kernel has its own (flash-style)
+backward pass, so it supports reverse-mode differentiation only; use ``"xla"`` for
+forward-mode (``jax.jvp``).
 
 Shape letters: ``B`` batch, ``T`` query positions, ``S`` key positions, ``D`` model width,
 ``N`` query heads, ``K`` key/value heads, ``G = N/K`` queries per key/value head, ``H`` head

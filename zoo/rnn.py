@@ -55,6 +55,7 @@ References:
 """
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -298,6 +299,9 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
     xp = (xp + b_in.reshape(-1)).reshape(t, b, g, d)
     w_h = p["w_h_dgd"].astype(xs.dtype)
     core = _CORES[cfg.cell]
+    if cfg.cell == "lstm":
+        ys, h, c = _lstm_scan(w_h, xp, carry.h, carry.c, mask, cfg.unroll)
+        return State(h, c), (_reverse_padded(ys, lengths) if reverse else ys)
 
     def step(carry, inputs):
         xp_t, m_t = inputs
@@ -471,6 +475,85 @@ def _core_lstm(w_h, b_h, carry, xp, cfg):
 
 
 _CORES = {"rnn": _core_rnn, "gru": _core_gru, "lstm": _core_lstm}
+
+
+# --- the LSTM recurrence with a hand-written backward pass -------------------------------------
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _lstm_scan(w_h, xp, h0, c0, mask, unroll):
+    """``(ys [T, B, D], h_T, c_T)`` of the LSTM recurrence over projected inputs
+    ``xp [T, B, 4, D]`` (gates i, f, g, o; biases included), ``mask [T, B]`` or None.
+
+    Same numbers as scanning :func:`lstm_cell`; its backward pass (below) does only
+    ``dh_{t−1} = da_t W_hᵀ`` inside the reverse scan and forms ``dW_h = Σ_t h_{t−1}ᵀ da_t``
+    afterwards as one matrix product, where autodiff of the scan would accumulate ``dW_h``
+    step by step.
+    """
+    return _lstm_forward(w_h, xp, h0, c0, mask, unroll, save=False)[0]
+
+
+def _lstm_forward(w_h, xp, h0, c0, mask, unroll, save=True):
+    d = w_h.shape[0]
+    w = w_h.reshape(d, -1)
+
+    def step(carry, inputs):
+        h, c = carry
+        xp_t, m_t = inputs
+        a = xp_t + (h @ w).reshape(xp_t.shape)
+        s = jax.nn.sigmoid(a)                      # i, f, o used; one pass over all gates
+        g = jnp.tanh(a[:, 2])
+        c_new = s[:, 1] * c + s[:, 0] * g
+        h_new = s[:, 3] * jnp.tanh(c_new)
+        y = h_new
+        if m_t is not None:
+            keep = m_t[:, None]
+            h_new, c_new = jnp.where(keep, h_new, h), jnp.where(keep, c_new, c)
+            y = jnp.where(keep, h_new, 0)
+        return (h_new, c_new), ((y, s, g, h, c) if save else y)
+
+    (h, c), out = jax.lax.scan(step, (h0, c0), (xp, mask), unroll=unroll)
+    if not save:
+        return (out, h, c), None
+    ys, s, g, h_prev, c_prev = out
+    return (ys, h, c), (w_h, s, g, h_prev, c_prev, mask)
+
+
+def _lstm_backward(unroll, res, cotangents):
+    """Reverse scan over ``(dh, dc)``; a masked step passes both through and has no gate
+    gradient. With ``u = dh + dy_t`` and ``c_t = f c_{t−1} + i g``:
+
+        dc_t = dc + u·o·(1 − tanh² c_t);  da = [dc_t·g·i(1−i), dc_t·c_{t−1}·f(1−f),
+        dc_t·i·(1−g²), u·tanh c_t·o(1−o)];  dh_{t−1} = da W_hᵀ;  dc_{t−1} = dc_t·f
+    """
+    w_h, s, g, h_prev, c_prev, mask = res
+    dys, dh_t, dc_t = cotangents
+    d = w_h.shape[0]
+    w_t = w_h.reshape(d, -1).T
+
+    def step(carry, inputs):
+        dh, dc = carry
+        dy, s_t, g_t, c_p, m_t = inputs
+        i, f, o = s_t[:, 0], s_t[:, 1], s_t[:, 3]
+        tc = jnp.tanh(f * c_p + i * g_t)
+        u = dh + dy
+        dc_new = dc + u * o * (1 - tc * tc)
+        da = jnp.stack([dc_new * g_t * i * (1 - i), dc_new * c_p * f * (1 - f),
+                        dc_new * i * (1 - g_t * g_t), u * tc * o * (1 - o)], axis=1)
+        dh_prev = (da.reshape(da.shape[0], -1) @ w_t).astype(dh.dtype)
+        dc_prev = dc_new * f
+        if m_t is not None:
+            keep = m_t[:, None]
+            dh_prev, dc_prev = jnp.where(keep, dh_prev, dh), jnp.where(keep, dc_prev, dc)
+            da = jnp.where(keep[:, :, None], da, 0)
+        return (dh_prev, dc_prev), da
+
+    (dh0, dc0), da = jax.lax.scan(step, (dh_t, dc_t), (dys, s, g, c_prev, mask),
+                                  reverse=True, unroll=unroll)
+    dw = jnp.einsum("TBD,TBGE->DGE", h_prev, da).astype(w_h.dtype)
+    return dw, da, dh0, dc0, None
+
+
+_lstm_scan.defvjp(_lstm_forward, _lstm_backward)
 
 
 def _reverse_padded(xs, lengths):
