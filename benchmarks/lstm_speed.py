@@ -113,7 +113,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="length 64 only, 3 repeats")
     parser.add_argument("--out", default="benchmarks/results")
-    parser.add_argument("--unroll", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--unroll", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Trains the seq2seq LSTM to reverse random token sequences (lengths 5-20) on CPU.
 
 Usage:
-    python examples/reverse_seq2seq.py [--steps 3500] [--batch 128] [--seed 0]
+    python examples/reverse_seq2seq.py [--steps 5000] [--batch 128] [--seed 0]
 
 Prints the training loss as it goes, then the exact-sequence accuracy of greedy decoding on
 held-out sequences (fresh random draws from another seed) and the wall-clock training time.
@@ -19,7 +19,7 @@ from zoo import seq2seq
 from zoo.train import init_state, make_train_step
 
 
-def train(steps: int = 3500, batch: int = 128, seed: int = 0, lr: float = 5e-3,
+def train(steps: int = 5000, batch: int = 128, seed: int = 0, lr: float = 5e-3,
           log_every: int = 250):
     """Returns ``(params, seconds)`` after ``steps`` Adam steps on fresh random batches."""
     spec = seq2seq.spec_for(seq2seq.REVERSE, "seq2seq-reverse")
@@ -55,7 +55,7 @@ def evaluate(params, n: int = 1000, seed: int = 12345, beam_size: int = 0) -> fl
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3500)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=5e-3)

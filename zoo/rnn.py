@@ -100,7 +100,8 @@ class Config:
         out_dim: if set, a dense head maps the output to ``O`` logits.
         activation: the Elman cell's nonlinearity, ``"tanh"`` or ``"relu"``.
         reset_after: GRU convention; ``True`` is PyTorch's (see the module docstring).
-        unroll: time steps per iteration of the scan's loop (speed only).
+        unroll: time steps per iteration of the scan's loop (speed only); ``None`` picks
+            the cell's measured best on CPU: 4 for the LSTM, 1 for the others.
         implementation: ``"xla"`` (scan), ``"cudnn"`` (GPU LSTM only) or ``"auto"``.
         dtype: computation dtype (params stay float32).
     """
@@ -113,7 +114,7 @@ class Config:
     out_dim: int | None = None
     activation: str = "tanh"
     reset_after: bool = True
-    unroll: int = 1
+    unroll: int | None = None
     implementation: str = "xla"
     dtype: str = "float32"
 
@@ -128,9 +129,15 @@ class Config:
             _checks.positive_int(self.out_dim, "out_dim")
         _checks.one_of(self.activation, "activation", ("tanh", "relu"))
         _checks.one_of(self.reset_after, "reset_after", (False, True))
-        _checks.positive_int(self.unroll, "unroll")
+        if self.unroll is not None:
+            _checks.positive_int(self.unroll, "unroll")
         _checks.one_of(self.implementation, "implementation", ("xla", "cudnn", "auto"))
         _checks.dtype_name(self.dtype)
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """``unroll``, or the cell's default (LSTM 4: 1.3x faster forward at B 32, D 256)."""
+        return self.unroll or (4 if self.cell == "lstm" else 1)
 
     @property
     def directions(self) -> int:
@@ -295,13 +302,14 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
     t, b = xs.shape[:2]
     g, d = cfg.gates, cfg.hidden_dim
     b_in, b_h = _split_bias(p["b_i_gd"].astype(xs.dtype), p["b_h_gd"].astype(xs.dtype), cfg)
+    w_h = p["w_h_dgd"].astype(xs.dtype)
+    if cfg.cell == "lstm":
+        ys, h, c = _lstm_layer(xs, p["w_i_igd"].astype(xs.dtype), b_in, w_h, carry.h, carry.c,
+                               mask, cfg.steps_per_iteration)
+        return State(h, c), (_reverse_padded(ys, lengths) if reverse else ys)
     xp = xs @ p["w_i_igd"].astype(xs.dtype).reshape(-1, g * d)
     xp = (xp + b_in.reshape(-1)).reshape(t, b, g, d)
-    w_h = p["w_h_dgd"].astype(xs.dtype)
     core = _CORES[cfg.cell]
-    if cfg.cell == "lstm":
-        ys, h, c = _lstm_scan(w_h, xp, carry.h, carry.c, mask, cfg.unroll)
-        return State(h, c), (_reverse_padded(ys, lengths) if reverse else ys)
 
     def step(carry, inputs):
         xp_t, m_t = inputs
@@ -312,7 +320,7 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
         new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
         return new, jnp.where(keep, new.h, 0)
 
-    carry, ys = jax.lax.scan(step, carry, (xp, mask), unroll=cfg.unroll)
+    carry, ys = jax.lax.scan(step, carry, (xp, mask), unroll=cfg.steps_per_iteration)
     if reverse:
         ys = _reverse_padded(ys, lengths)
     return carry, ys
@@ -477,24 +485,46 @@ def _core_lstm(w_h, b_h, carry, xp, cfg):
 _CORES = {"rnn": _core_rnn, "gru": _core_gru, "lstm": _core_lstm}
 
 
-# --- the LSTM recurrence with a hand-written backward pass -------------------------------------
+# --- the LSTM layer with a hand-written backward pass -------------------------------------------
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _lstm_scan(w_h, xp, h0, c0, mask, unroll):
-    """``(ys [T, B, D], h_T, c_T)`` of the LSTM recurrence over projected inputs
-    ``xp [T, B, 4, D]`` (gates i, f, g, o; biases included), ``mask [T, B]`` or None.
+#: Time steps whose input projection the LSTM computes at once, inside its scan: a
+#: ``[CHUNK·B, I] @ [I, 4D]`` product whose output stays in cache. At B 32, D 256, T 256 on a
+#: 2-core CPU, chunks of 8-64 steps ran the forward pass in 50-71 ms against 74-82 ms for
+#: one product over all steps before the scan.
+CHUNK = 16
 
-    Same numbers as scanning :func:`lstm_cell`; its backward pass (below) does only
-    ``dh_{t−1} = da_t W_hᵀ`` inside the reverse scan and forms ``dW_h = Σ_t h_{t−1}ᵀ da_t``
-    afterwards as one matrix product, where autodiff of the scan would accumulate ``dW_h``
-    step by step.
+
+def _lstm_layer(xs, w_i, b, w_h, h0, c0, mask, unroll):
+    """``(ys [T, B, D], h_T, c_T)`` of one LSTM direction over time-major ``xs [T, B, I]``;
+    ``w_i [I, 4, D]``, ``b [4, D]`` (both biases), ``w_h [D, 4, D]``, ``mask [T, B]`` or
+    None. ``T`` is padded to a multiple of :data:`CHUNK` with masked steps."""
+    t = xs.shape[0]
+    pad = -t % CHUNK
+    if pad:
+        keep = jnp.arange(t + pad) < t
+        mask = keep[:, None] if mask is None else jnp.pad(mask, ((0, pad), (0, 0)))
+        mask = jnp.broadcast_to(mask, (t + pad, xs.shape[1]))
+        xs = jnp.pad(xs, ((0, pad), (0, 0), (0, 0)))
+    ys, h, c = _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll)
+    return ys[:t], h, c
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll):
+    """The LSTM recurrence, ``T`` a multiple of :data:`CHUNK`.
+
+    Same numbers as scanning :func:`lstm_cell`. Its backward pass (below) does only
+    ``dh_{t−1} = da_t W_hᵀ`` inside the reverse scan and forms ``dW_h = Σ_t h_{t−1}ᵀ da_t``,
+    ``dW_i = Σ_t x_tᵀ da_t`` and ``dx = da W_iᵀ`` afterwards as single matrix products,
+    where autodiff of the scan would accumulate ``dW_h`` step by step.
     """
-    return _lstm_forward(w_h, xp, h0, c0, mask, unroll, save=False)[0]
+    return _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=False)[0]
 
 
-def _lstm_forward(w_h, xp, h0, c0, mask, unroll, save=True):
+def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
+    t, bsz, _ = xs.shape
     d = w_h.shape[0]
-    w = w_h.reshape(d, -1)
+    w, wi = w_h.reshape(d, -1), w_i.reshape(w_i.shape[0], -1)
 
     def step(carry, inputs):
         h, c = carry
@@ -511,11 +541,19 @@ def _lstm_forward(w_h, xp, h0, c0, mask, unroll, save=True):
             y = jnp.where(keep, h_new, 0)
         return (h_new, c_new), ((y, s, g, h, c) if save else y)
 
-    (h, c), out = jax.lax.scan(step, (h0, c0), (xp, mask), unroll=unroll)
+    def chunk(carry, inputs):
+        x_c, m_c = inputs
+        xp = (x_c @ wi + b.reshape(-1)).reshape(CHUNK, bsz, 4, d)
+        return jax.lax.scan(step, carry, (xp, m_c), unroll=unroll)
+
+    split = lambda a: None if a is None else a.reshape((t // CHUNK, CHUNK) + a.shape[1:])
+    merge = lambda a: a.reshape((t,) + a.shape[2:])
+    (h, c), out = jax.lax.scan(chunk, (h0, c0), (split(xs), split(mask)))
+    out = jax.tree.map(merge, out)
     if not save:
         return (out, h, c), None
     ys, s, g, h_prev, c_prev = out
-    return (ys, h, c), (w_h, s, g, h_prev, c_prev, mask)
+    return (ys, h, c), (xs, w_i, w_h, s, g, h_prev, c_prev, mask)
 
 
 def _lstm_backward(unroll, res, cotangents):
@@ -525,7 +563,7 @@ def _lstm_backward(unroll, res, cotangents):
         dc_t = dc + u·o·(1 − tanh² c_t);  da = [dc_t·g·i(1−i), dc_t·c_{t−1}·f(1−f),
         dc_t·i·(1−g²), u·tanh c_t·o(1−o)];  dh_{t−1} = da W_hᵀ;  dc_{t−1} = dc_t·f
     """
-    w_h, s, g, h_prev, c_prev, mask = res
+    xs, w_i, w_h, s, g, h_prev, c_prev, mask = res
     dys, dh_t, dc_t = cotangents
     d = w_h.shape[0]
     w_t = w_h.reshape(d, -1).T
@@ -549,8 +587,10 @@ def _lstm_backward(unroll, res, cotangents):
 
     (dh0, dc0), da = jax.lax.scan(step, (dh_t, dc_t), (dys, s, g, c_prev, mask),
                                   reverse=True, unroll=unroll)
-    dw = jnp.einsum("TBD,TBGE->DGE", h_prev, da).astype(w_h.dtype)
-    return dw, da, dh0, dc0, None
+    dw_h = jnp.einsum("TBD,TBGE->DGE", h_prev, da).astype(w_h.dtype)
+    dw_i = jnp.einsum("TBI,TBGE->IGE", xs, da).astype(w_i.dtype)
+    dxs = jnp.einsum("TBGE,IGE->TBI", da, w_i).astype(xs.dtype)
+    return dxs, dw_i, da.sum((0, 1)), dw_h, dh0, dc0, None
 
 
 _lstm_scan.defvjp(_lstm_forward, _lstm_backward)

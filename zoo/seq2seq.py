@@ -59,7 +59,8 @@ class Config:
         max_decode_len: default maximum output length of the decoders (``EOS`` included).
         objective: what :func:`example_batch` asks for: ``"reverse"`` the source, or
             ``"autoencode"`` (copy it back).
-        unroll: scan unroll of the recurrent layers.
+        unroll: scan unroll of the recurrent layers (``None``: the cell's default, see
+            :class:`zoo.rnn.Config`).
         pad_id, bos_id, eos_id: reserved token ids.
         dtype: computation dtype (params stay float32).
     """
@@ -71,7 +72,7 @@ class Config:
     bidirectional: bool = True
     max_decode_len: int = 24
     objective: str = "reverse"
-    unroll: int = 1
+    unroll: int | None = None
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -86,7 +87,8 @@ class Config:
         _checks.one_of(self.bidirectional, "bidirectional", (False, True))
         _checks.positive_int(self.max_decode_len, "max_decode_len")
         _checks.one_of(self.objective, "objective", ("reverse", "autoencode"))
-        _checks.positive_int(self.unroll, "unroll")
+        if self.unroll is not None:
+            _checks.positive_int(self.unroll, "unroll")
         ids = (self.pad_id, self.bos_id, self.eos_id)
         for name, v in zip(("pad_id", "bos_id", "eos_id"), ids):
             if not 0 <= v < self.vocab_size:
