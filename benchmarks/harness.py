@@ -50,8 +50,11 @@ def _stats(times: list[float]) -> dict:
             "repeats": len(times)}
 
 
-def time_jax(fn: Callable, *args, repeats: int = 5, warmup: int = 1, jit: bool = True) -> dict:
-    """Times a JAX function: compile once (timed apart), warm up, then ``repeats`` runs.
+def time_jax(fn: Callable, *args, repeats: int = 5, warmup: int = 1, jit: bool = True,
+             min_total_s: float = 0.0, max_repeats: int = 25) -> dict:
+    """Times a JAX function: compile once (timed apart), warm up, then ``repeats`` runs, and
+    more (up to ``max_repeats``) while the runs add up to less than ``min_total_s``: fast
+    calls get more samples, so the minimum over them is as steady as a slow call's.
 
     Args are put on the default device first. ``fn`` is jit-compiled unless ``jit=False``
     (pass an already compiled function then).
@@ -66,7 +69,7 @@ def time_jax(fn: Callable, *args, repeats: int = 5, warmup: int = 1, jit: bool =
     for _ in range(warmup):
         jax.block_until_ready(compiled(*args))
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or (sum(times) < min_total_s and len(times) < max_repeats):
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)

@@ -142,26 +142,29 @@ SWEEPS = {
                   d_batch=64, n_fixed=64, d_sweep=(128, 256, 512, 1024),
                   crossover_d=(64, 128, 256),
                   crossover_n=(64, 128, 256, 512, 1024, 2048), path_n=(16, 64, 256),
-                  repeats=3, min_time=2e-3, peers="quick"),
+                  repeats=3, sample_s=0.05, min_time=2e-3, peers="quick"),
     "full": dict(batch=16, d_fixed=256, n_sweep=(256, 512, 1024, 2048, 4096, 8192, 16384),
                  n_fixed=1024, d_sweep=(128, 256, 512, 1024, 2048),
                  crossover_d=(128, 256, 512, 1024),
                  crossover_n=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
-                 path_n=(16, 64, 256, 1024), repeats=10, min_time=5e-4, peers="full"),
+                 path_n=(16, 64, 256, 1024), repeats=10, sample_s=0.2, min_time=5e-4,
+                 peers="full"),
 }
 
 
 # --- measuring one configuration ---------------------------------------------------------------
 
 def measure(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool = True,
-            dtype: str = "float32") -> dict:
-    """Times, FLOPs, memory and sequential operations of one layer at one size."""
+            dtype: str = "float32", sample_s: float = 0.0) -> dict:
+    """Times, FLOPs, memory and sequential operations of one layer at one size (at least
+    ``repeats`` runs per pass, more while they add up to less than ``sample_s``)."""
     layer = LAYERS[name]
     fn, args = BUILD[name](jax.random.key(n * 7919 + d), b, n, d, dtype)
     rec = {"layer": name, "row": layer.row, "batch": b, "n": n, "d": d, "dtype": dtype,
            "flops": layer.flops(b, n, d)}
     fwd = _compiled(fn, args)
-    rec.update(_prefixed("fwd_", _time(fwd["call"], args, repeats)), fwd_compile_s=fwd["compile_s"])
+    rec.update(_prefixed("fwd_", _time(fwd["call"], args, repeats, sample_s)),
+               fwd_compile_s=fwd["compile_s"])
     rec.update(fwd["memory"])
     rec["sequential_ops_timed_path"] = fwd["sequential"]
     rec["sequential_ops"] = _sequential(name, b, n, d, dtype, fwd["sequential"])
@@ -172,7 +175,7 @@ def measure(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool =
         def loss(*a):
             return jnp.sum(fn(*a).astype(jnp.float32) ** 2)
         bwd = _compiled(jax.grad(loss, argnums=tuple(range(len(args)))), args)
-        rec.update(_prefixed("fwdbwd_", _time(bwd["call"], args, repeats)),
+        rec.update(_prefixed("fwdbwd_", _time(bwd["call"], args, repeats, sample_s)),
                    fwdbwd_compile_s=bwd["compile_s"])
     rec["peak_bytes_in_use"] = _peak_bytes()
     return rec
@@ -216,8 +219,9 @@ def _compiled(fn, args) -> dict:
             "flops": float(cost["flops"]) if cost and "flops" in cost else None}
 
 
-def _time(compiled, args, repeats):
-    return harness.time_jax(compiled, *args, repeats=repeats, warmup=1, jit=False)
+def _time(compiled, args, repeats, sample_s=0.0):
+    return harness.time_jax(compiled, *args, repeats=repeats, warmup=1, jit=False,
+                            min_total_s=sample_s)
 
 
 def _prefixed(prefix, d):
@@ -299,7 +303,8 @@ def run(layers, sweep: dict, out: Path, progress: bool = True,
             name, n, d, backward = args
             b = sweep.get("d_batch", sweep["batch"]) if kind == "d_sweep" else sweep["batch"]
             rec = {"kind": kind, **measure(name, b, n, d, repeats=sweep["repeats"],
-                                           backward=backward, dtype=dtype)}
+                                           backward=backward, dtype=dtype,
+                                           sample_s=sweep.get("sample_s", 0.0))}
         rec.update(env)
         records.append(rec)
         harness.write_jsonl(results_path, [rec])

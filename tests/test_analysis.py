@@ -119,3 +119,32 @@ def test_recurrent_path_is_the_chain_of_steps(n):
     step = lambda c, x: (jnp.tanh(c @ w + x),) * 2
     xs = jax.random.normal(jax.random.key(4), (n, 4))
     assert analysis.recurrent_path_length(step, jnp.zeros(4), xs) == n - 1
+
+
+# --- the Table 1 harness ------------------------------------------------------------------------
+
+def test_time_fit_keeps_only_the_sizes_near_the_best_flop_rate():
+    from benchmarks import table1
+    n = np.array([64, 128, 256, 512, 1024])
+    flops = 1e6 * n.astype(float) ** 2
+    rate = np.array([0.2, 0.5, 0.8, 0.95, 1.0]) * 1e10        # still climbing at small n
+    recs = [{"n": int(a), "flops": f, "t": f / r} for a, f, r in zip(n, flops, rate)]
+    fit = table1._fit(recs, "n", "t", min_time=0.0)
+    assert fit["sizes"] == [256, 512, 1024] and fit["saturated"]
+    by_hand = analysis.fit_exponent(n[2:], (flops / rate)[2:])
+    assert fit["exponent"] == pytest.approx(by_hand["exponent"])
+    # Fewer than three saturated sizes: marked, and fitted on the fastest-running ones.
+    rate[2] = 0.1e10
+    recs = [{"n": int(a), "flops": f, "t": f / r} for a, f, r in zip(n, flops, rate)]
+    fit = table1._fit(recs, "n", "t", min_time=0.0)
+    assert fit["sizes"] == [512, 1024] and not fit["saturated"]
+
+
+def test_time_jax_adds_repeats_until_the_sample_time_is_reached():
+    from benchmarks import harness
+    x = jnp.ones((8, 8))
+    fixed = harness.time_jax(lambda a: a @ a, x, repeats=2)
+    assert fixed["repeats"] == 2
+    sampled = harness.time_jax(lambda a: a @ a, x, repeats=2, min_total_s=10.0, max_repeats=6)
+    assert sampled["repeats"] == 6                          # capped: 6 tiny calls < 10 s
+    assert sampled["min_s"] <= sampled["median_s"] <= sampled["max_s"]

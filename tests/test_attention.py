@@ -237,6 +237,23 @@ def test_local_equals_full_under_band_mask(window, causal):
 
 
 @pytest.mark.parametrize("causal", [False, True])
+def test_local_in_groups_of_batch_rows_equals_all_at_once(causal, monkeypatch):
+    # A tiny score budget makes local_attention run one batch row at a time under lax.map.
+    q, k, v = _qkv(t=37, s=37)
+    key_mask = jnp.ones((B, 37), bool).at[1, 30:].set(False)
+    band = A.band_mask(37, 5, causal) & key_mask[:, None, None, :]
+    assert A._batch_rows(B, 10 * A.LOCAL_SCORES) == 1 and A._batch_rows(6, 3) == 6
+    monkeypatch.setattr(A, "LOCAL_SCORES", 1)
+    f = lambda q, k, v: A.local_attention(q, k, v, window=5, causal=causal, key_mask=key_mask)
+    assert_close(f(q, k, v), numpy_attention(q, k, v, np.asarray(band)))
+    grads = jax.grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(lambda *a: (A.dot_product_attention(*a, mask=band)[0] ** 2).sum(),
+                    argnums=(0, 1, 2))(q, k, v)
+    for g, w in zip(grads, want):
+        assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
 def test_window_covering_the_sequence_equals_full_attention(causal):
     q, k, v = _qkv(t=T, s=T)
     full = A.dot_product_attention(q, k, v, causal=causal)[0]

@@ -70,6 +70,9 @@ IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked")
 SCORE_BLOCK = 2 ** 22
 #: Smallest block of :func:`local_attention` (a block is ``max(window, LOCAL_BLOCK)`` long).
 LOCAL_BLOCK = 16
+#: Scores :func:`local_attention` makes at once (float32 elements: 1 MiB); more batch rows
+#: than fit run one group after another under ``lax.map``.
+LOCAL_SCORES = 2 ** 18
 _NEG = float(jnp.finfo(jnp.float32).min)
 
 
@@ -407,12 +410,31 @@ def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
         raise ValueError(f"local_attention is self-attention: q has {q.shape[1]} positions, "
                          f"k has {k.shape[1]}")
     bsz, t, n, h = q.shape
+    blk = max(window, block or LOCAL_BLOCK)
+    key_valid = jnp.ones((bsz, t), bool) if key_mask is None else key_mask
+    rows = _batch_rows(bsz, -(-t // blk) * blk * n * 3 * blk)
+    if rows == bsz:
+        return _local_blocked(q, k, v, key_valid, window, causal, blk)
+    split = lambda x: x.reshape((bsz // rows, rows) + x.shape[1:])
+    out = jax.lax.map(lambda a: _local_blocked(*a, window, causal, blk),
+                      (split(q), split(k), split(v), split(key_valid)))
+    return out.reshape(q.shape)
+
+
+def _batch_rows(bsz, scores_per_row):
+    """Batch rows :func:`local_attention` handles at once: the largest divisor of ``bsz``
+    whose scores fit :data:`LOCAL_SCORES` (at least 1), so that long sequences run a few rows
+    at a time in cache instead of all at once through memory."""
+    fit = max(1, LOCAL_SCORES // max(1, scores_per_row))
+    return max(r for r in range(1, bsz + 1) if bsz % r == 0 and r <= fit)
+
+
+def _local_blocked(q, k, v, key_valid, window, causal, blk):
+    bsz, t, n, h = q.shape
     kh = k.shape[2]
     g = n // kh
-    blk = max(window, block or LOCAL_BLOCK)
     nb = -(-t // blk)
     pad = nb * blk - t
-    key_valid = jnp.ones((bsz, t), bool) if key_mask is None else key_mask
     key_valid = jnp.pad(key_valid, ((0, 0), (0, pad)))
 
     def blocks(x):
