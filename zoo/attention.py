@@ -287,7 +287,8 @@ def _chunked_forward(q, k, v, mask, causal, blk):
         return ctx.over_blocks(one)
 
     out, lse = jax.lax.map(pair, jnp.arange(ctx.pairs))                  # BK nb G blk (H)
-    return ctx.unslice(out), (q, k, v, mask, ctx.unslice(out), lse)
+    out = ctx.unslice(out)
+    return out, (q, k, v, mask, out, lse)
 
 
 def _chunked_backward(causal, blk, res, d_out):

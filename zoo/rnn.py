@@ -22,8 +22,12 @@ LSTM (Hochreiter & Schmidhuber 1997, with forget gate, Gers et al. 2000), gates 
     i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
     c_t = f ⊙ c_{t-1} + i ⊙ g,    h_t = o ⊙ tanh(c_t)
 
-A layer runs a cell over time with ``lax.scan``. The input projection ``x W_i + b_i`` of all
-steps is one matrix product before the scan; only ``h W_h`` is inside. Sequences of different
+A layer runs a cell over time with ``lax.scan``. The input projection ``x W_i + b_i`` never
+runs per step: for the Elman RNN and the GRU it is one matrix product over all steps before
+the scan; the LSTM computes it once per chunk of :data:`CHUNK` steps, an outer scan around
+the step scan, because the product's output then stays in cache (on a 2-core CPU, 1.3-1.6x
+faster forward than one product over all steps). Only ``h W_h`` is inside the step loop. The
+LSTM also has a hand-written backward pass (:func:`_lstm_backward`). Sequences of different
 lengths share a padded batch: past its length a sequence's carry is frozen and its outputs are
 zero, and a backward direction reads each sequence from its own last element, so padding never
 changes a result. Layers stack (each reads the previous layer's outputs, both directions
@@ -293,7 +297,8 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
               *, reverse: bool = False):
     """One direction of one layer over time-major inputs: ``(final State, ys [T, B, D])``.
 
-    The input projection of all steps is one matrix product; the scan does ``h W_h`` only.
+    The input projection is hoisted out of the step loop (per :data:`CHUNK` steps for the
+    LSTM, over all steps otherwise); the step loop does ``h W_h`` only.
     ``mask`` ``[T, B]`` (or ``None``) freezes the carry and zeroes the output past each
     length; ``reverse`` runs each sequence from its own last element back to its first.
     """
