@@ -23,11 +23,11 @@ LSTM (Hochreiter & Schmidhuber 1997, with forget gate, Gers et al. 2000), gates 
     c_t = f ⊙ c_{t-1} + i ⊙ g,    h_t = o ⊙ tanh(c_t)
 
 A layer runs a cell over time with ``lax.scan``. The input projection ``x W_i + b_i`` never
-runs per step: for the Elman RNN and the GRU it is one matrix product over all steps before
-the scan; the LSTM computes it once per chunk of :data:`CHUNK` steps, an outer scan around
-the step scan, because the product's output then stays in cache (on a 2-core CPU, 1.3-1.6x
-faster forward than one product over all steps). Only ``h W_h`` is inside the step loop. The
-LSTM also has a hand-written backward pass (:func:`_lstm_backward`). Sequences of different
+runs per step: it is computed once per chunk of :data:`CHUNK` steps, an outer scan around
+the step scan, because the product's output then stays in cache (for the LSTM on a 2-core
+CPU, 1.3-1.6x faster forward than one product over all steps before the scan). Only
+``h W_h`` is inside the step loop. The LSTM also has a hand-written backward pass
+(:func:`_lstm_backward`). Sequences of different
 lengths share a padded batch: past its length a sequence's carry is frozen and its outputs are
 zero, and a backward direction reads each sequence from its own last element, so padding never
 changes a result. Layers stack (each reads the previous layer's outputs, both directions
@@ -293,12 +293,19 @@ def zero_state(batch_size: int, cfg: Config) -> State:
     return State(zeros, zeros if cfg.cell == "lstm" else None)
 
 
+#: Time steps whose input projection a layer computes at once, inside its scan: a
+#: ``[CHUNK·B, I] @ [I, G·D]`` product whose output stays in cache. For the LSTM at B 32,
+#: D 256, T 256 on a 2-core CPU, chunks of 8-64 steps ran the forward pass in 50-71 ms
+#: against 74-82 ms for one product over all steps before the scan.
+CHUNK = 16
+
+
 def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State, cfg: Config,
               *, reverse: bool = False):
     """One direction of one layer over time-major inputs: ``(final State, ys [T, B, D])``.
 
-    The input projection is hoisted out of the step loop (per :data:`CHUNK` steps for the
-    LSTM, over all steps otherwise); the step loop does ``h W_h`` only.
+    The input projection is hoisted out of the step loop (one product per :data:`CHUNK`
+    steps); the step loop does ``h W_h`` only.
     ``mask`` ``[T, B]`` (or ``None``) freezes the carry and zeroes the output past each
     length; ``reverse`` runs each sequence from its own last element back to its first.
     """
@@ -312,9 +319,8 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
         ys, h, c = _lstm_layer(xs, p["w_i_igd"].astype(xs.dtype), b_in, w_h, carry.h, carry.c,
                                mask, cfg.steps_per_iteration)
         return State(h, c), (_reverse_padded(ys, lengths) if reverse else ys)
-    xp = xs @ p["w_i_igd"].astype(xs.dtype).reshape(-1, g * d)
-    xp = (xp + b_in.reshape(-1)).reshape(t, b, g, d)
     core = _CORES[cfg.cell]
+    w_i = p["w_i_igd"].astype(xs.dtype).reshape(-1, g * d)
 
     def step(carry, inputs):
         xp_t, m_t = inputs
@@ -325,10 +331,35 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
         new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
         return new, jnp.where(keep, new.h, 0)
 
-    carry, ys = jax.lax.scan(step, carry, (xp, mask), unroll=cfg.steps_per_iteration)
+    def chunk(carry, inputs):
+        x_c, m_c = inputs
+        xp = (x_c @ w_i + b_in.reshape(-1)).reshape(CHUNK, b, g, d)
+        return jax.lax.scan(step, carry, (xp, m_c), unroll=cfg.steps_per_iteration)
+
+    xs, mask = _pad_to_chunks(xs, mask)
+    carry, ys = jax.lax.scan(chunk, carry, (_chunks(xs), _chunks(mask)))
+    ys = ys.reshape((-1,) + ys.shape[2:])[:t]
     if reverse:
         ys = _reverse_padded(ys, lengths)
     return carry, ys
+
+
+def _pad_to_chunks(xs, mask):
+    """Pads time-major ``xs [T, B, ..]`` to a multiple of :data:`CHUNK` steps; the padded
+    steps are masked (carry frozen, output zero). Returns ``(xs, mask)``."""
+    t = xs.shape[0]
+    pad = -t % CHUNK
+    if not pad:
+        return xs, mask
+    keep = jnp.arange(t + pad) < t
+    mask = keep[:, None] if mask is None else jnp.pad(mask, ((0, pad), (0, 0)))
+    mask = jnp.broadcast_to(mask, (t + pad, xs.shape[1]))
+    return jnp.pad(xs, ((0, pad),) + ((0, 0),) * (xs.ndim - 1)), mask
+
+
+def _chunks(a):
+    """``[T, ..] -> [T/CHUNK, CHUNK, ..]`` (``None`` stays ``None``)."""
+    return None if a is None else a.reshape((a.shape[0] // CHUNK, CHUNK) + a.shape[1:])
 
 
 # --- cells ------------------------------------------------------------------------------------
@@ -492,24 +523,12 @@ _CORES = {"rnn": _core_rnn, "gru": _core_gru, "lstm": _core_lstm}
 
 # --- the LSTM layer with a hand-written backward pass -------------------------------------------
 
-#: Time steps whose input projection the LSTM computes at once, inside its scan: a
-#: ``[CHUNK·B, I] @ [I, 4D]`` product whose output stays in cache. At B 32, D 256, T 256 on a
-#: 2-core CPU, chunks of 8-64 steps ran the forward pass in 50-71 ms against 74-82 ms for
-#: one product over all steps before the scan.
-CHUNK = 16
-
-
 def _lstm_layer(xs, w_i, b, w_h, h0, c0, mask, unroll):
     """``(ys [T, B, D], h_T, c_T)`` of one LSTM direction over time-major ``xs [T, B, I]``;
     ``w_i [I, 4, D]``, ``b [4, D]`` (both biases), ``w_h [D, 4, D]``, ``mask [T, B]`` or
     None. ``T`` is padded to a multiple of :data:`CHUNK` with masked steps."""
     t = xs.shape[0]
-    pad = -t % CHUNK
-    if pad:
-        keep = jnp.arange(t + pad) < t
-        mask = keep[:, None] if mask is None else jnp.pad(mask, ((0, pad), (0, 0)))
-        mask = jnp.broadcast_to(mask, (t + pad, xs.shape[1]))
-        xs = jnp.pad(xs, ((0, pad), (0, 0), (0, 0)))
+    xs, mask = _pad_to_chunks(xs, mask)
     ys, h, c = _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll)
     return ys[:t], h, c
 
@@ -551,9 +570,8 @@ def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
         xp = (x_c @ wi + b.reshape(-1)).reshape(CHUNK, bsz, 4, d)
         return jax.lax.scan(step, carry, (xp, m_c), unroll=unroll)
 
-    split = lambda a: None if a is None else a.reshape((t // CHUNK, CHUNK) + a.shape[1:])
     merge = lambda a: a.reshape((t,) + a.shape[2:])
-    (h, c), out = jax.lax.scan(chunk, (h0, c0), (split(xs), split(mask)))
+    (h, c), out = jax.lax.scan(chunk, (h0, c0), (_chunks(xs), _chunks(mask)))
     out = jax.tree.map(merge, out)
     if not save:
         return (out, h, c), None
