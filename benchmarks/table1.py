@@ -372,16 +372,18 @@ SATURATION = 0.7
 
 def _fit(recs, size_key, cost_key, min_time=None):
     """Log-log fit of ``cost_key`` against ``size_key``. Time fits (``min_time`` given) keep
-    the saturated sizes: forward at least ``min_time`` and at least :data:`SATURATION` of
-    the best analytic-FLOP rate of the sweep; with fewer than three such sizes the fit is
-    marked unsaturated (and uses the three fastest-running sizes when fewer than two)."""
+    the saturated sizes: those taking at least ``min_time`` and, among them, running at
+    least :data:`SATURATION` of their best analytic-FLOP rate; with fewer than three such
+    sizes the fit is marked unsaturated (and uses the three fastest-running sizes when fewer
+    than two)."""
     pts = [(r[size_key], r[cost_key], r["flops"]) for r in recs if r.get(cost_key)]
     if len(pts) < 2:
         return None
     saturated = True
     if min_time is not None:
-        best = max(f / c for _, c, f in pts)
-        keep = [p for p in pts if p[1] >= min_time and p[2] / p[1] >= SATURATION * best]
+        long_enough = [p for p in pts if p[1] >= min_time]
+        best = max((f / c for _, c, f in long_enough), default=0.0)
+        keep = [p for p in long_enough if p[2] / p[1] >= SATURATION * best]
         saturated = len(keep) >= 3
         if len(keep) < 2:
             keep = sorted(pts, key=lambda p: p[2] / p[1])[-3:]
@@ -433,9 +435,9 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         "Exponents are least-squares slopes of log cost against log size ± their standard "
         "error, with the theory's exponent and the number of sizes fitted in brackets. Time "
         "fits use the minimum over repeats (on a shared machine other work only adds time) "
-        f"at the saturated sizes: forward pass at least the sweep's minimum time and FLOP rate "
-        f"at least {SATURATION:.0%} of the layer's best in that sweep (marked † where fewer "
-        "than three sizes qualified). "
+        f"at the saturated sizes: those whose pass takes at least the sweep's minimum time "
+        f"and, among them, runs at least {SATURATION:.0%} of their best FLOP rate (marked † "
+        "where fewer than three sizes qualified). "
         "Sequential operations are the loop trip counts of the compiled forward program (for "
         "attention, the minimum over the zoo's paths: XLA's fused path has no loop, the timed "
         "CPU path maps over query blocks); path lengths are measured from gradients through "

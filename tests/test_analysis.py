@@ -138,6 +138,12 @@ def test_time_fit_keeps_only_the_sizes_near_the_best_flop_rate():
     recs = [{"n": int(a), "flops": f, "t": f / r} for a, f, r in zip(n, flops, rate)]
     fit = table1._fit(recs, "n", "t", min_time=0.0)
     assert fit["sizes"] == [512, 1024] and not fit["saturated"]
+    # Sizes under the minimum time neither count nor set the best rate: a tiny size running
+    # fast from cache does not disqualify the larger ones.
+    rate = np.array([3.0, 1.0, 0.9, 0.95, 1.0]) * 1e10
+    recs = [{"n": int(a), "flops": f, "t": f / r} for a, f, r in zip(n, flops, rate)]
+    fit = table1._fit(recs, "n", "t", min_time=recs[1]["t"])
+    assert fit["sizes"] == [128, 256, 512, 1024] and fit["saturated"]
 
 
 def test_time_jax_adds_repeats_until_the_sample_time_is_reached():
