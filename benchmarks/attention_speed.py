@@ -10,7 +10,6 @@ only, float32, default matmul precision; the tables give the fastest repeat and 
 """
 
 import argparse
-import math
 from pathlib import Path
 
 import jax
