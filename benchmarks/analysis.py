@@ -43,10 +43,18 @@ def fit_exponent(sizes: Sequence[float], costs: Sequence[float]) -> dict:
     return {"exponent": float(coef[0]), "stderr": stderr, "points": len(x)}
 
 
-def saturated(sizes: Sequence[float], times: Sequence[float], *, min_time: float) -> list[int]:
-    """Indices of the sizes whose time is at least ``min_time`` (the device is busy enough
-    that fixed per-call overhead no longer dominates)."""
-    return [i for i, t in enumerate(times) if t >= min_time]
+def saturated(times: Sequence[float], flops: Sequence[float], *, min_time: float,
+              fraction: float = 0.7) -> list[int]:
+    """Indices of the saturated sizes: a pass of at least ``min_time`` (fixed per-call costs
+    no longer dominate) and, among those, a FLOP rate at least ``fraction`` of their best
+    (the device runs near its plateau for the layer).
+
+    >>> saturated([1e-5, 1e-3, 2e-3, 4e-3], [1e6, 1e7, 3e7, 8e7], min_time=1e-4)
+    [2, 3]
+    """
+    long_enough = [i for i, t in enumerate(times) if t >= min_time]
+    best = max((flops[i] / times[i] for i in long_enough), default=0.0)
+    return [i for i in long_enough if flops[i] / times[i] >= fraction * best]
 
 
 # --- sequential operations --------------------------------------------------------------------

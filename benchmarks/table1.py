@@ -381,9 +381,8 @@ def _fit(recs, size_key, cost_key, min_time=None):
         return None
     saturated = True
     if min_time is not None:
-        long_enough = [p for p in pts if p[1] >= min_time]
-        best = max((f / c for _, c, f in long_enough), default=0.0)
-        keep = [p for p in long_enough if p[2] / p[1] >= SATURATION * best]
+        keep = [pts[i] for i in analysis.saturated([p[1] for p in pts], [p[2] for p in pts],
+                                                   min_time=min_time, fraction=SATURATION)]
         saturated = len(keep) >= 3
         if len(keep) < 2:
             keep = sorted(pts, key=lambda p: p[2] / p[1])[-3:]

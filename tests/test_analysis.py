@@ -28,8 +28,12 @@ def test_fit_is_exact_without_noise_and_refuses_one_size():
         analysis.fit_exponent([10, 10], [1.0, 2.0])
 
 
-def test_saturated_keeps_the_slow_sizes():
-    assert analysis.saturated([1, 2, 4, 8], [1e-5, 2e-5, 3e-4, 6e-4], min_time=1e-4) == [2, 3]
+def test_saturated_keeps_the_long_sizes_near_their_best_rate():
+    times = [1e-5, 2e-5, 3e-4, 6e-4, 1e-3]
+    flops = [1e5, 2e5, 1e6, 6e6, 1e7]         # rates 1e10 (too short), 1e10, 3.3e9, 1e10, 1e10
+    assert analysis.saturated(times, flops, min_time=1e-4) == [3, 4]
+    assert analysis.saturated(times, flops, min_time=1e-4, fraction=0.3) == [2, 3, 4]
+    assert analysis.saturated(times, flops, min_time=1.0) == []
 
 
 @pytest.mark.parametrize("n", [9, 64, 300])

@@ -115,6 +115,8 @@ def test_chunked_slices_every_mask_layout_per_head_and_block(shape, block):
     mask = _random_mask(3, shape)
     ref = numpy_attention(q, k, v, np.asarray(jnp.broadcast_to(mask, (B, N, T, S))))
     assert_close(A.chunked_attention(q, k, v, mask=mask, block=block), ref)
+    with pytest.raises(ValueError, match="block"):
+        A.chunked_attention(q, k, v, block=0)
 
 
 @pytest.mark.parametrize("causal", [False, True])

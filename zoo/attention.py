@@ -265,6 +265,8 @@ def chunked_attention(q, k, v, *, mask=None, causal: bool = False,
     ...                   dot_product_attention(q, q, q)[0], atol=1e-6))
     True
     """
+    if block is not None:
+        _checks.positive_int(block, "block")
     g = q.shape[2] // k.shape[2]
     blk = min(q.shape[1], block or _query_block(g, k.shape[1]))
     return _chunked(q, k, v, mask, causal, blk)

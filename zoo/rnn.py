@@ -518,7 +518,7 @@ def _core_lstm(w_h, b_h, carry, xp, cfg):
     return State(o * jnp.tanh(c), c)
 
 
-_CORES = {"rnn": _core_rnn, "gru": _core_gru, "lstm": _core_lstm}
+_CORES = {"rnn": _core_rnn, "gru": _core_gru}        # the LSTM layer runs _lstm_scan
 
 
 # --- the LSTM layer with a hand-written backward pass -------------------------------------------
