@@ -80,25 +80,30 @@ def test_equals_torch_with_copied_weights(cell, layers_dirs):
         assert_close(state.c, c_ref)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(cell):
+@pytest.mark.parametrize("cell, t, lengths", [
+    ("gru", T, LENGTHS), ("lstm", T, LENGTHS),
+    # several chunks of rnn.CHUNK steps, lengths ending inside, at and before a chunk's end
+    ("lstm", 2 * rnn.CHUNK + 5, [2 * rnn.CHUNK + 5, rnn.CHUNK + 1, rnn.CHUNK])])
+def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
+        cell, t, lengths):
     # The LSTM's hand-written backward (and the GRU's autodiff) against PyTorch's autograd in
     # float64: parameters, inputs and the initial state, through 2 bidirectional layers over
     # padded sequences, with random cotangents on the outputs and on the final state.
     torch = pytest.importorskip("torch")
     cfg = _cfg(cell, 2, True, dtype="float64")
+    lengths = np.asarray(lengths)
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: a.astype(jnp.float64), rnn.init(jax.random.key(7), cfg))
-        x = _data(8).astype(jnp.float64)
+        x = _data(8, t=t).astype(jnp.float64)
         keys = jax.random.split(jax.random.key(9), 5)
         h0 = jax.random.normal(keys[0], (B, 4, D), jnp.float64)
         c0 = jax.random.normal(keys[1], (B, 4, D), jnp.float64) if cell == "lstm" else None
-        cy = jax.random.normal(keys[2], (B, T, 2 * D), jnp.float64)
+        cy = jax.random.normal(keys[2], (B, t, 2 * D), jnp.float64)
         ch = jax.random.normal(keys[3], (B, 4, D), jnp.float64)
         cc = jax.random.normal(keys[4], (B, 4, D), jnp.float64)
 
         def loss(params, x, h0, c0):
-            y, st = rnn.apply(params, x, jnp.asarray(LENGTHS), cfg,
+            y, st = rnn.apply(params, x, jnp.asarray(lengths), cfg,
                               initial_state=rnn.State(h0, c0), return_state=True)
             extra = 0.0 if st.c is None else jnp.vdot(st.c, cc)
             return jnp.vdot(y, cy) + jnp.vdot(st.h, ch) + extra
@@ -106,13 +111,13 @@ def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
             params, x, h0, c0)
 
     module = _torch_module(params, cfg)
-    t = lambda a: torch.tensor(np.asarray(a), requires_grad=True)
-    xt, h0t = t(x), t(np.swapaxes(h0, 0, 1))
-    state0 = (h0t, t(np.swapaxes(c0, 0, 1))) if cell == "lstm" else h0t
+    leaf = lambda a: torch.tensor(np.asarray(a), requires_grad=True)
+    xt, h0t = leaf(x), leaf(np.swapaxes(h0, 0, 1))
+    state0 = (h0t, leaf(np.swapaxes(c0, 0, 1))) if cell == "lstm" else h0t
     packed = torch.nn.utils.rnn.pack_padded_sequence(
-        xt, torch.as_tensor(LENGTHS), batch_first=True, enforce_sorted=False)
+        xt, torch.as_tensor(lengths), batch_first=True, enforce_sorted=False)
     y, st = module(packed, state0)
-    y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)
+    y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=t)
     h, c = st if cell == "lstm" else (st, None)
     total = (y * torch.tensor(np.asarray(cy))).sum() + \
         (h * torch.tensor(np.asarray(ch).swapaxes(0, 1))).sum()

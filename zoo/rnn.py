@@ -26,8 +26,10 @@ A layer runs a cell over time with ``lax.scan``. The input projection ``x W_i + 
 runs per step: it is computed once per chunk of :data:`CHUNK` steps, an outer scan around
 the step scan, because the product's output then stays in cache (for the LSTM on a 2-core
 CPU, 1.3-1.6x faster forward than one product over all steps before the scan). Only
-``h W_h`` is inside the step loop. The LSTM also has a hand-written backward pass
-(:func:`_lstm_backward`). Sequences of different
+``h W_h`` is inside the step loop. The LSTM evaluates its three sigmoids and one tanh as a
+single ``tanh`` over all gates (``sigmoid(a) = (1 + tanh(a/2)) / 2``, the halving folded into
+the weights) and has a hand-written backward pass (:func:`_lstm_backward`) that forms the
+weight gradients chunk by chunk, as matrix products. Sequences of different
 lengths share a padded batch: past its length a sequence's carry is frozen and its outputs are
 zero, and a backward direction reads each sequence from its own last element, so padding never
 changes a result. Layers stack (each reads the previous layer's outputs, both directions
@@ -533,87 +535,117 @@ def _lstm_layer(xs, w_i, b, w_h, h0, c0, mask, unroll):
     return ys[:t], h, c
 
 
+#: Per-gate scale of the LSTM pre-activations (gates ``i, f, g, o``): the step evaluates one
+#: ``tanh`` over all four gates of the scaled pre-activation, because
+#: ``sigmoid(a) = (1 + tanh(a / 2)) / 2``; halving the weights is exact in floating point.
+_LSTM_GATE_SCALE = (0.5, 0.5, 1.0, 0.5)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
 def _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll):
-    """The LSTM recurrence, ``T`` a multiple of :data:`CHUNK`.
+    """The LSTM recurrence, ``T`` a multiple of :data:`CHUNK`, ``mask`` a prefix mask or None.
 
-    Same numbers as scanning :func:`lstm_cell`. Its backward pass (below) does only
-    ``dh_{t−1} = da_t W_hᵀ`` inside the reverse scan and forms ``dW_h = Σ_t h_{t−1}ᵀ da_t``,
-    ``dW_i = Σ_t x_tᵀ da_t`` and ``dx = da W_iᵀ`` afterwards as single matrix products,
-    where autodiff of the scan would accumulate ``dW_h`` step by step.
+    Same numbers as scanning :func:`lstm_cell`. Its backward pass (below) runs chunk by chunk
+    in reverse: ``dh_{t−1} = da_t W_hᵀ`` inside the step scan, then per chunk
+    ``dW_h += H_{prev}ᵀ dA``, ``dW_i += Xᵀ dA`` and ``dX = dA W_iᵀ`` as ``[CHUNK·B, ·]``
+    matrix products, so gate gradients never fill a whole-sequence buffer.
     """
     return _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=False)[0]
+
+
+def _gate_activations(z):
+    """``(i, f, g, o)`` from ``z = tanh(scaled pre-activations) [B, 4, D]``."""
+    return 0.5 + 0.5 * z[:, 0], 0.5 + 0.5 * z[:, 1], z[:, 2], 0.5 + 0.5 * z[:, 3]
 
 
 def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
     t, bsz, _ = xs.shape
     d = w_h.shape[0]
-    w, wi = w_h.reshape(d, -1), w_i.reshape(w_i.shape[0], -1)
+    scale = jnp.asarray(_LSTM_GATE_SCALE, xs.dtype)[:, None]
+    w = (w_h * scale).reshape(d, -1)
+    wi = (w_i * scale).reshape(w_i.shape[0], -1)
+    bias = (b * scale).reshape(-1)
 
     def step(carry, inputs):
         h, c = carry
         xp_t, m_t = inputs
-        a = xp_t + (h @ w).reshape(xp_t.shape)
-        s = jax.nn.sigmoid(a)                      # i, f, o used; one pass over all gates
-        g = jnp.tanh(a[:, 2])
-        c_new = s[:, 1] * c + s[:, 0] * g
-        h_new = s[:, 3] * jnp.tanh(c_new)
+        z = jnp.tanh(xp_t + (h @ w).reshape(xp_t.shape))
+        i, f, g, o = _gate_activations(z)
+        c_new = f * c + i * g
+        h_new = o * jnp.tanh(c_new)
         y = h_new
         if m_t is not None:
             keep = m_t[:, None]
             h_new, c_new = jnp.where(keep, h_new, h), jnp.where(keep, c_new, c)
             y = jnp.where(keep, h_new, 0)
-        return (h_new, c_new), ((y, s, g, h, c) if save else y)
+        return (h_new, c_new), ((y, z, c) if save else y)
 
     def chunk(carry, inputs):
         x_c, m_c = inputs
-        xp = (x_c @ wi + b.reshape(-1)).reshape(CHUNK, bsz, 4, d)
+        xp = (x_c @ wi + bias).reshape(CHUNK, bsz, 4, d)
         return jax.lax.scan(step, carry, (xp, m_c), unroll=unroll)
 
-    merge = lambda a: a.reshape((t,) + a.shape[2:])
     (h, c), out = jax.lax.scan(chunk, (h0, c0), (_chunks(xs), _chunks(mask)))
-    out = jax.tree.map(merge, out)
     if not save:
-        return (out, h, c), None
-    ys, s, g, h_prev, c_prev = out
-    return (ys, h, c), (xs, w_i, w_h, s, g, h_prev, c_prev, mask)
+        return (out.reshape((t,) + out.shape[2:]), h, c), None
+    ys, z, c_prev = out
+    merged = ys.reshape((t,) + ys.shape[2:])
+    return (merged, h, c), (xs, w_i, w_h, h0, ys, z, c_prev, mask)
 
 
 def _lstm_backward(unroll, res, cotangents):
-    """Reverse scan over ``(dh, dc)``; a masked step passes both through and has no gate
-    gradient. With ``u = dh + dy_t`` and ``c_t = f c_{t−1} + i g``:
+    """Reverse scan over ``(dh, dc)``, chunk by chunk; a masked step passes both through
+    and has no gate gradient. With ``u = dh + dy_t`` and ``c_t = f c_{t−1} + i g``:
 
         dc_t = dc + u·o·(1 − tanh² c_t);  da = [dc_t·g·i(1−i), dc_t·c_{t−1}·f(1−f),
         dc_t·i·(1−g²), u·tanh c_t·o(1−o)];  dh_{t−1} = da W_hᵀ;  dc_{t−1} = dc_t·f
+
+    ``h_{t−1}`` for ``dW_h`` is read off the outputs (``y_{t−1}``, or ``h_0`` at ``t = 0``):
+    under a prefix mask every step with a gate gradient follows a valid step.
     """
-    xs, w_i, w_h, s, g, h_prev, c_prev, mask = res
+    xs, w_i, w_h, h0, ys, z, c_prev, mask = res
     dys, dh_t, dc_t = cotangents
-    d = w_h.shape[0]
+    d, n_in = w_h.shape[0], w_i.shape[0]
     w_t = w_h.reshape(d, -1).T
+    wi_t = w_i.reshape(n_in, -1).T
+    starts = jnp.concatenate([h0[None], ys[:-1, -1]])        # h before each chunk [T/C, B, D]
 
     def step(carry, inputs):
         dh, dc = carry
-        dy, s_t, g_t, c_p, m_t = inputs
-        i, f, o = s_t[:, 0], s_t[:, 1], s_t[:, 3]
-        tc = jnp.tanh(f * c_p + i * g_t)
+        dy, z_t, c_p, m_t = inputs
+        i, f, g, o = _gate_activations(z_t)
+        tc = jnp.tanh(f * c_p + i * g)
         u = dh + dy
         dc_new = dc + u * o * (1 - tc * tc)
-        da = jnp.stack([dc_new * g_t * i * (1 - i), dc_new * c_p * f * (1 - f),
-                        dc_new * i * (1 - g_t * g_t), u * tc * o * (1 - o)], axis=1)
-        dh_prev = (da.reshape(da.shape[0], -1) @ w_t).astype(dh.dtype)
+        da = jnp.concatenate([dc_new * g * i * (1 - i), dc_new * c_p * f * (1 - f),
+                              dc_new * i * (1 - g * g), u * tc * o * (1 - o)], axis=-1)
+        dh_prev = (da @ w_t).astype(dh.dtype)
         dc_prev = dc_new * f
         if m_t is not None:
             keep = m_t[:, None]
             dh_prev, dc_prev = jnp.where(keep, dh_prev, dh), jnp.where(keep, dc_prev, dc)
-            da = jnp.where(keep[:, :, None], da, 0)
+            da = jnp.where(keep, da, 0)
         return (dh_prev, dc_prev), da
 
-    (dh0, dc0), da = jax.lax.scan(step, (dh_t, dc_t), (dys, s, g, c_prev, mask),
-                                  reverse=True, unroll=unroll)
-    dw_h = jnp.einsum("TBD,TBGE->DGE", h_prev, da).astype(w_h.dtype)
-    dw_i = jnp.einsum("TBI,TBGE->IGE", xs, da).astype(w_i.dtype)
-    dxs = jnp.einsum("TBGE,IGE->TBI", da, w_i).astype(xs.dtype)
-    return dxs, dw_i, da.sum((0, 1)), dw_h, dh0, dc0, None
+    def chunk(carry, inputs):
+        dh, dc, dw_h, dw_i, db = carry
+        x_c, y_c, start, dy_c, z_c, cp_c, m_c = inputs
+        (dh, dc), da = jax.lax.scan(step, (dh, dc), (dy_c, z_c, cp_c, m_c), reverse=True,
+                                    unroll=unroll)
+        da = da.reshape(-1, da.shape[-1])                                  # [C·B, 4D]
+        h_prev = jnp.concatenate([start[None], y_c[:-1]]).reshape(-1, d)   # [C·B, D]
+        dw_h = dw_h + h_prev.T @ da
+        dw_i = dw_i + x_c.reshape(-1, n_in).T @ da
+        dx = (da @ wi_t).reshape(x_c.shape)
+        return (dh, dc, dw_h, dw_i, db + da.sum(0)), dx
+
+    acc = (dh_t, dc_t, jnp.zeros((d, 4 * d), w_h.dtype), jnp.zeros((n_in, 4 * d), w_i.dtype),
+           jnp.zeros(4 * d, w_h.dtype))
+    (dh0, dc0, dw_h, dw_i, db), dxs = jax.lax.scan(
+        chunk, acc, (_chunks(xs), ys, starts, _chunks(dys), z, c_prev, _chunks(mask)),
+        reverse=True)
+    return (dxs.reshape(xs.shape).astype(xs.dtype), dw_i.reshape(w_i.shape),
+            db.reshape(4, d), dw_h.reshape(w_h.shape), dh0, dc0, None)
 
 
 _lstm_scan.defvjp(_lstm_forward, _lstm_backward)
