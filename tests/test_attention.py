@@ -239,14 +239,21 @@ def test_local_equals_full_under_band_mask(window, causal):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_local_in_groups_of_batch_rows_equals_all_at_once(causal, monkeypatch):
-    # A tiny score budget makes local_attention run one batch row at a time under lax.map.
+@pytest.mark.parametrize("tiles", ["one block", "three blocks", "whole rows"])
+def test_local_in_tiles_equals_all_at_once(causal, tiles, monkeypatch):
+    # A small score budget makes local_attention run tile by tile under lax.map (halo blocks
+    # at the tiles' edges, padded blocks past the end); values and gradients must not change.
+    # 37 positions in blocks of 5: 8 blocks per row.
     q, k, v = _qkv(t=37, s=37)
     key_mask = jnp.ones((B, 37), bool).at[1, 30:].set(False)
     band = A.band_mask(37, 5, causal) & key_mask[:, None, None, :]
-    assert A._batch_rows(B, 10 * A.LOCAL_SCORES) == 1 and A._batch_rows(6, 3) == 6
-    monkeypatch.setattr(A, "LOCAL_SCORES", 1)
-    f = lambda q, k, v: A.local_attention(q, k, v, window=5, causal=causal, key_mask=key_mask)
+    per_block = N * 5 * (2 if causal else 3) * 5             # scores of one block of one row
+    span = {"one block": 1, "three blocks": 3, "whole rows": 8}[tiles]
+    monkeypatch.setattr(A, "LOCAL_SCORES", span * per_block)
+    assert A._local_tiling(8, per_block) == {1: (1, 8), 3: (3, 3), 8: (8, 1)}[span]
+    assert A._batch_rows(6, A.LOCAL_SCORES // 3) == 3 and A._batch_rows(4, A.LOCAL_SCORES // 3) == 2
+    f = lambda q, k, v: A.local_attention(q, k, v, window=5, causal=causal, key_mask=key_mask,
+                                          block=4)
     assert_close(f(q, k, v), numpy_attention(q, k, v, np.asarray(band)))
     grads = jax.grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2))(q, k, v)
     want = jax.grad(lambda *a: (A.dot_product_attention(*a, mask=band)[0] ** 2).sum(),
@@ -267,7 +274,9 @@ def test_window_covering_the_sequence_equals_full_attention(causal):
     assert_close(A.apply(params, x, cfg), A.apply(params, x, full_cfg))
 
 
-def test_local_cost_is_linear_in_n():
+def test_local_cost_is_linear_in_n(monkeypatch):
+    # all in one tile (XLA's cost analysis counts one iteration of lax.map's loop)
+    monkeypatch.setattr(A, "LOCAL_SCORES", 2 ** 30)
     window, h = 8, 16
     flops, temps, full = [], [], []
     for n in (256, 512, 1024):
