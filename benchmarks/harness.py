@@ -45,7 +45,8 @@ def environment() -> dict:
     return env
 
 
-def _stats(times: list[float]) -> dict:
+def stats(times: list[float]) -> dict:
+    """Median, min and max of a list of run times (seconds), and how many there were."""
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "repeats": len(times)}
 
@@ -57,7 +58,8 @@ def time_jax(fn: Callable, *args, repeats: int = 5, warmup: int = 1, jit: bool =
     calls get more samples, so the minimum over them is as steady as a slow call's.
 
     Args are put on the default device first. ``fn`` is jit-compiled unless ``jit=False``
-    (pass an already compiled function then).
+    (pass an already compiled function then). Returns the statistics of :func:`stats`, the
+    compile time and the run times themselves (``"times"``, seconds).
     """
     args = jax.device_put(args)
     jax.block_until_ready(args)
@@ -73,7 +75,7 @@ def time_jax(fn: Callable, *args, repeats: int = 5, warmup: int = 1, jit: bool =
         start = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, **_stats(times)}
+    return {"compile_s": compile_s, **stats(times), "times": times}
 
 
 def time_python(fn: Callable, *args, repeats: int = 5, warmup: int = 1,
@@ -90,7 +92,7 @@ def time_python(fn: Callable, *args, repeats: int = 5, warmup: int = 1,
         if sync:
             sync()
         times.append(time.perf_counter() - start)
-    return {"compile_s": 0.0, **_stats(times)}
+    return {"compile_s": 0.0, **stats(times)}
 
 
 def memory_analysis(fn: Callable, *args) -> dict:

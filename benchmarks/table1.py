@@ -26,6 +26,7 @@ https://arxiv.org/abs/1706.03762
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -142,12 +143,13 @@ SWEEPS = {
                   d_batch=64, n_fixed=64, d_sweep=(128, 256, 512, 1024),
                   crossover_d=(64, 128, 256),
                   crossover_n=(64, 128, 256, 512, 1024, 2048), path_n=(16, 64, 256),
-                  repeats=3, sample_s=0.05, min_time=2e-3, peers="quick"),
+                  repeats=1, rounds=2, sample_s=0.05, min_time=2e-3, peers="quick"),
     "full": dict(batch=16, d_fixed=256, n_sweep=(256, 512, 1024, 2048, 4096, 8192, 16384),
                  n_fixed=1024, d_sweep=(128, 256, 512, 1024, 2048),
                  crossover_d=(128, 256, 512, 1024),
                  crossover_n=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
-                 path_n=(16, 64, 256, 1024), repeats=10, sample_s=0.2, min_time=5e-4,
+                 path_n=(16, 64, 256, 1024), repeats=3, rounds=5, sample_s=0.2,
+                 min_time=5e-4,
                  peers="full"),
 }
 
@@ -158,51 +160,90 @@ def measure(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool =
             dtype: str = "float32", sample_s: float = 0.0) -> dict:
     """Times, FLOPs, memory and sequential operations of one layer at one size (at least
     ``repeats`` runs per pass, more while they add up to less than ``sample_s``)."""
+    rec, passes = prepare(name, b, n, d, backward=backward, dtype=dtype)
+    samples = {p: [] for p in passes}
+    time_round(passes, samples, repeats, sample_s)
+    return finish(rec, samples)
+
+
+def prepare(name: str, b: int, n: int, d: int, *, backward: bool = True,
+            dtype: str = "float32") -> tuple[dict, dict]:
+    """Builds and compiles one layer at one size, warms it up and records everything but
+    time: ``(record, passes)``, ``passes`` mapping ``"fwd"`` (and ``"fwdbwd"``) to
+    ``(compiled, args)`` for :func:`time_round`."""
     layer = LAYERS[name]
     fn, args = BUILD[name](jax.random.key(n * 7919 + d), b, n, d, dtype)
+    args = jax.block_until_ready(jax.device_put(args))
     rec = {"layer": name, "row": layer.row, "batch": b, "n": n, "d": d, "dtype": dtype,
            "flops": layer.flops(b, n, d)}
     fwd = _compiled(fn, args)
-    rec.update(_prefixed("fwd_", _time(fwd["call"], args, repeats, sample_s)),
-               fwd_compile_s=fwd["compile_s"])
+    rec["fwd_compile_s"] = fwd["compile_s"]
     rec.update(fwd["memory"])
     rec["sequential_ops_timed_path"] = fwd["sequential"]
     rec["sequential_ops"] = _sequential(name, b, n, d, dtype, fwd["sequential"])
     rec["xla_flops"] = fwd["flops"] if fwd["sequential"] == 1 else None
     rec["xla_flops_note"] = ("" if fwd["sequential"] == 1 else
                              "not reported: XLA counts one iteration of a while loop")
+    passes = {"fwd": (fwd["call"], args)}
     if backward:
         def loss(*a):
             return jnp.sum(fn(*a).astype(jnp.float32) ** 2)
         bwd = _compiled(jax.grad(loss, argnums=tuple(range(len(args)))), args)
-        rec.update(_prefixed("fwdbwd_", _time(bwd["call"], args, repeats, sample_s)),
-                   fwdbwd_compile_s=bwd["compile_s"])
+        rec["fwdbwd_compile_s"] = bwd["compile_s"]
+        passes["fwdbwd"] = (bwd["call"], args)
+    for compiled, a in passes.values():
+        jax.block_until_ready(compiled(*a))                     # warm-up
     rec["peak_bytes_in_use"] = _peak_bytes()
+    return rec, passes
+
+
+def time_round(passes: dict, samples: dict, repeats: int, sample_s: float = 0.0) -> None:
+    """Adds ``repeats`` timed runs of each pass to ``samples``, and more while that round's
+    runs add up to less than ``sample_s``."""
+    for key, (compiled, args) in passes.items():
+        t = harness.time_jax(compiled, *args, repeats=repeats, warmup=0, jit=False,
+                             min_total_s=sample_s)
+        samples[key].extend(t["times"])
+
+
+def finish(rec: dict, samples: dict) -> dict:
+    """The record with each pass's time statistics over all its samples."""
+    for key, times in samples.items():
+        rec.update(_prefixed(key + "_", harness.stats(times)))
     return rec
 
 
 def _sequential(name, b, n, d, dtype, timed):
     """Sequential operations of the layer, as loop trips of a compiled program.
 
-    The timed recurrent layers unroll several steps per loop iteration (and the LSTM nests a
-    loop over steps in a loop over chunks), so their steps are counted on the same layer
-    built with ``unroll=1``, where each trip is one step. The timed attention path on CPU runs
-    (batch, head) pairs under ``lax.map`` (a loop of independent iterations, fast for the
-    cache); the same layer through XLA's fused attention has no loop, and the minimum over
-    the zoo's paths is what the table's column asks for.
+    The timed recurrent layers unroll several steps per loop iteration (and nest a loop over
+    steps in a loop over chunks), so their steps are counted on the same layer built with
+    ``unroll=1``, where each trip is one step. The timed attention paths on CPU map over
+    independent blocks or tiles under ``lax.map`` (a loop, fast for the cache); the same
+    layer through XLA's fused attention has no loop, and the minimum over the zoo's paths is
+    what the table's column asks for. A loop's trip count depends on n alone, so these
+    second programs are built once per n, at batch 1 and width 64.
     """
     if name.startswith("recurrent"):
-        cell = {"recurrent-elman": "rnn", "recurrent-gru": "gru", "recurrent-lstm": "lstm"}[name]
-        fn, args = _recurrent(cell, unroll=1)(jax.random.key(0), b, n, d, dtype)
-        return analysis.count_sequential(fn, *args)
+        return _recurrent_steps(name, n, dtype)
     if not name.endswith("attention"):
         return timed
+    return min(timed, _attention_loops(name, n, dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _recurrent_steps(name, n, dtype):
+    cell = {"recurrent-elman": "rnn", "recurrent-gru": "gru", "recurrent-lstm": "lstm"}[name]
+    fn, args = _recurrent(cell, unroll=1)(jax.random.key(0), 1, n, HEAD_DIM, dtype)
+    return analysis.count_sequential(fn, *args)
+
+
+@functools.lru_cache(maxsize=None)
+def _attention_loops(name, n, dtype):
     window = WINDOW if name == "restricted-attention" else None
-    # Restricted attention maps over groups of batch rows when they do not fit its score
-    # budget (independent iterations again); one sequence is one group.
-    fn, args = _attention_core(jax.random.key(0), 1 if window else b, n, d, dtype,
-                               window=window, implementation="xla")
-    return min(timed, analysis.count_sequential(fn, *args))
+    fn, args = _attention_core(jax.random.key(0), 1, n, HEAD_DIM, dtype, window=window,
+                               implementation="xla")
+    return analysis.count_sequential(fn, *args)
 
 
 def _compiled(fn, args) -> dict:
@@ -219,11 +260,6 @@ def _compiled(fn, args) -> dict:
     return {"call": compiled, "compile_s": compile_s, "memory": memory,
             "sequential": analysis.sequential_operations(compiled.as_text()),
             "flops": float(cost["flops"]) if cost and "flops" in cost else None}
-
-
-def _time(compiled, args, repeats, sample_s=0.0):
-    return harness.time_jax(compiled, *args, repeats=repeats, warmup=1, jit=False,
-                            min_total_s=sample_s)
 
 
 def _prefixed(prefix, d):
@@ -289,13 +325,19 @@ def _dilated_path(n, d, key):
 
 def run(layers, sweep: dict, out: Path, progress: bool = True,
         dtype: str = "float32") -> list[dict]:
+    """Measures every job of the sweep. Each timed configuration first gets ``repeats`` runs
+    per pass; then ``rounds`` more rounds visit all of them again, one after another, so that
+    a burst of other work on a shared machine lands on some samples of every size rather
+    than on all samples of a few (fits use the minimum over all rounds)."""
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     results_path.unlink(missing_ok=True)
     env = harness.environment()
     jobs = _jobs(layers, sweep)
-    bar = _progress(len(jobs), progress)
-    records = []
+    rounds = sweep.get("rounds", 0)
+    timed = [j for j in jobs if j[0] != "path"]
+    bar = _progress(len(jobs) + rounds * len(timed), progress)
+    records, pending = [], []
     for kind, args in jobs:
         if kind == "path":
             name, n = args
@@ -304,15 +346,24 @@ def run(layers, sweep: dict, out: Path, progress: bool = True,
         else:
             name, n, d, backward = args
             b = sweep.get("d_batch", sweep["batch"]) if kind == "d_sweep" else sweep["batch"]
-            rec = {"kind": kind, **measure(name, b, n, d, repeats=sweep["repeats"],
-                                           backward=backward, dtype=dtype,
-                                           sample_s=sweep.get("sample_s", 0.0))}
+            rec, passes = prepare(name, b, n, d, backward=backward, dtype=dtype)
+            rec = {"kind": kind, **rec}
+            samples = {p: [] for p in passes}
+            time_round(passes, samples, sweep["repeats"], sweep.get("sample_s", 0.0))
+            pending.append((rec, passes, samples))
         rec.update(env)
         records.append(rec)
-        harness.write_jsonl(results_path, [rec])
         bar.update(1)
         bar.set_postfix_str(f"{rec['layer']} n={rec['n']}")
+    for r in range(rounds):
+        for rec, passes, samples in pending:
+            time_round(passes, samples, 1, sweep.get("sample_s", 0.0))
+            bar.update(1)
+            bar.set_postfix_str(f"round {r + 2}: {rec['layer']} n={rec['n']} d={rec['d']}")
     bar.close()
+    for rec, _, samples in pending:
+        finish(rec, samples)
+    harness.write_jsonl(results_path, records)
     return records
 
 
@@ -433,14 +484,16 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         f"{env.get('matmul_precision')}; sweep `{sweep_name}`.", "",
         "Exponents are least-squares slopes of log cost against log size ± their standard "
         "error, with the theory's exponent and the number of sizes fitted in brackets. Time "
-        "fits use the minimum over repeats (on a shared machine other work only adds time) "
+        "fits use the minimum over all samples, taken in rounds that revisit every size in "
+        "turn (on a shared machine other work only adds time, and a burst of it lands on "
+        "some samples of each size rather than on all samples of a few) "
         f"at the saturated sizes: those whose pass takes at least the sweep's minimum time "
         f"and, among them, runs at least {SATURATION:.0%} of their best FLOP rate (marked † "
         "where fewer than three sizes qualified). "
         "Sequential operations are the loop trip counts of the compiled forward program (for "
         "attention, the minimum over the zoo's paths: XLA's fused path has no loop, the timed "
-        "CPU path maps over query blocks); path lengths are measured from gradients through "
-        "stacks of the layer.", "",
+        "CPU paths map over query blocks or tiles); path lengths are measured from gradients "
+        "through stacks of the layer.", "",
         "| layer | complexity per layer | FLOPs ∝ n^ | FLOPs ∝ d^ | time ∝ n^ (fwd) | "
         "time ∝ n^ (fwd+bwd) | time ∝ d^ | sequential ops (theory → measured) | "
         "max path length (theory → measured) |",
@@ -583,8 +636,8 @@ def main(argv=None) -> int:
 
 
 SMOKE = dict(batch=2, d_fixed=16, n_sweep=(16, 32, 64), n_fixed=32, d_sweep=(8, 16, 32),
-             crossover_d=(8,), crossover_n=(16, 32, 64), path_n=(16, 32), repeats=2,
-             min_time=0.0, peers="smoke")
+             crossover_d=(8,), crossover_n=(16, 32, 64), path_n=(16, 32), repeats=1,
+             rounds=1, min_time=0.0, peers="smoke")
 
 
 if __name__ == "__main__":
