@@ -43,6 +43,7 @@ from benchmarks import analysis, harness, peers
 KERNEL = 3          # k of the convolutional rows
 WINDOW = 16         # r of the restricted row
 HEAD_DIM = 64       # d_k of the attention rows, as in the paper's base model
+ROUND_LONGEST_S = 0.25   # passes this long get no more samples in the extra timing rounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,14 +143,15 @@ SWEEPS = {
     "quick": dict(batch=16, d_fixed=64, n_sweep=(128, 256, 512, 1024, 2048),
                   d_batch=64, n_fixed=64, d_sweep=(128, 256, 512, 1024),
                   crossover_d=(64, 128, 256),
-                  crossover_n=(64, 128, 256, 512, 1024, 2048), path_n=(16, 64, 256),
-                  repeats=1, rounds=2, sample_s=0.05, min_time=2e-3, peers="quick"),
+                  crossover_n=(64, 128, 256, 512, 1024), path_n=(16, 64, 256),
+                  repeats=2, rounds=1, sample_s=0.04, min_time=2e-3, peers="quick",
+                  peer_repeats=3),
     "full": dict(batch=16, d_fixed=256, n_sweep=(256, 512, 1024, 2048, 4096, 8192, 16384),
                  n_fixed=1024, d_sweep=(128, 256, 512, 1024, 2048),
                  crossover_d=(128, 256, 512, 1024),
                  crossover_n=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
                  path_n=(16, 64, 256, 1024), repeats=3, rounds=5, sample_s=0.2,
-                 min_time=5e-4,
+                 min_time=5e-4, peer_repeats=10,
                  peers="full"),
 }
 
@@ -197,10 +199,14 @@ def prepare(name: str, b: int, n: int, d: int, *, backward: bool = True,
     return rec, passes
 
 
-def time_round(passes: dict, samples: dict, repeats: int, sample_s: float = 0.0) -> None:
+def time_round(passes: dict, samples: dict, repeats: int, sample_s: float = 0.0,
+               longest_s: float = math.inf) -> None:
     """Adds ``repeats`` timed runs of each pass to ``samples``, and more while that round's
-    runs add up to less than ``sample_s``."""
+    runs add up to less than ``sample_s``; passes already sampled that took ``longest_s`` or
+    more are left out (a long run is already an average over the machine's bursts)."""
     for key, (compiled, args) in passes.items():
+        if samples[key] and min(samples[key]) >= longest_s:
+            continue
         t = harness.time_jax(compiled, *args, repeats=repeats, warmup=0, jit=False,
                              min_total_s=sample_s)
         samples[key].extend(t["times"])
@@ -326,16 +332,16 @@ def _dilated_path(n, d, key):
 def run(layers, sweep: dict, out: Path, progress: bool = True,
         dtype: str = "float32") -> list[dict]:
     """Measures every job of the sweep. Each timed configuration first gets ``repeats`` runs
-    per pass; then ``rounds`` more rounds visit all of them again, one after another, so that
-    a burst of other work on a shared machine lands on some samples of every size rather
-    than on all samples of a few (fits use the minimum over all rounds)."""
+    per pass; then ``rounds`` more rounds visit the n and d sweeps' sizes again, one after
+    another, so that a burst of other work on a shared machine lands on some samples of
+    every size rather than on all samples of a few (fits use the minimum over all rounds)."""
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     results_path.unlink(missing_ok=True)
     env = harness.environment()
     jobs = _jobs(layers, sweep)
     rounds = sweep.get("rounds", 0)
-    timed = [j for j in jobs if j[0] != "path"]
+    timed = [j for j in jobs if j[0] in ("n_sweep", "d_sweep")]
     bar = _progress(len(jobs) + rounds * len(timed), progress)
     records, pending = [], []
     for kind, args in jobs:
@@ -350,14 +356,17 @@ def run(layers, sweep: dict, out: Path, progress: bool = True,
             rec = {"kind": kind, **rec}
             samples = {p: [] for p in passes}
             time_round(passes, samples, sweep["repeats"], sweep.get("sample_s", 0.0))
-            pending.append((rec, passes, samples))
+            if kind != "crossover":         # ratios only: one round is enough there
+                pending.append((rec, passes, samples))
+            else:
+                finish(rec, samples)
         rec.update(env)
         records.append(rec)
         bar.update(1)
         bar.set_postfix_str(f"{rec['layer']} n={rec['n']}")
     for r in range(rounds):
         for rec, passes, samples in pending:
-            time_round(passes, samples, 1, sweep.get("sample_s", 0.0))
+            time_round(passes, samples, 1, sweep.get("sample_s", 0.0), ROUND_LONGEST_S)
             bar.update(1)
             bar.set_postfix_str(f"round {r + 2}: {rec['layer']} n={rec['n']} d={rec['d']}")
     bar.close()
@@ -623,7 +632,7 @@ def main(argv=None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     report = markdown(summary, records, sweep_name)
     if not args.no_peers:
-        peer_records = peers.run(sweep["peers"], repeats=sweep["repeats"])
+        peer_records = peers.run(sweep["peers"], repeats=sweep["peer_repeats"])
         harness.write_jsonl(out / "peers.jsonl", peer_records)
         report += ("\n## The zoo beside Flax and PyTorch\n\nSame sizes, same process, "
                    "interleaved; ratios are zoo time / peer time (below 1: the zoo is faster)."
@@ -637,7 +646,7 @@ def main(argv=None) -> int:
 
 SMOKE = dict(batch=2, d_fixed=16, n_sweep=(16, 32, 64), n_fixed=32, d_sweep=(8, 16, 32),
              crossover_d=(8,), crossover_n=(16, 32, 64), path_n=(16, 32), repeats=1,
-             rounds=1, min_time=0.0, peers="smoke")
+             rounds=1, min_time=0.0, peers="smoke", peer_repeats=2)
 
 
 if __name__ == "__main__":
