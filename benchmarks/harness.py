@@ -8,7 +8,7 @@ machines can be compared.
 
 >>> import jax.numpy as jnp
 >>> r = time_jax(lambda x: x @ x, jnp.ones((64, 64)), repeats=3)
->>> sorted(r) == ["compile_s", "max_s", "median_s", "min_s", "repeats"]
+>>> sorted(r) == ["compile_s", "max_s", "median_s", "min_s", "repeats", "times"]
 True
 """
 
