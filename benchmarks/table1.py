@@ -158,21 +158,12 @@ SWEEPS = {
 
 # --- measuring one configuration ---------------------------------------------------------------
 
-def measure(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool = True,
-            dtype: str = "float32", sample_s: float = 0.0) -> dict:
-    """Times, FLOPs, memory and sequential operations of one layer at one size (at least
-    ``repeats`` runs per pass, more while they add up to less than ``sample_s``)."""
-    rec, passes = prepare(name, b, n, d, backward=backward, dtype=dtype)
-    samples = {p: [] for p in passes}
-    time_round(passes, samples, repeats, sample_s)
-    return finish(rec, samples)
-
-
-def prepare(name: str, b: int, n: int, d: int, *, backward: bool = True,
-            dtype: str = "float32") -> tuple[dict, dict]:
-    """Builds and compiles one layer at one size, warms it up and records everything but
-    time: ``(record, passes)``, ``passes`` mapping ``"fwd"`` (and ``"fwdbwd"``) to
-    ``(compiled, args)`` for :func:`time_round`."""
+def prepare(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool = True,
+            dtype: str = "float32", sample_s: float = 0.0) -> tuple[dict, dict, dict]:
+    """Builds and compiles one layer at one size, warms it up, records everything but time
+    and takes a first round of samples: ``(record, passes, samples)``, ``passes`` mapping
+    ``"fwd"`` (and ``"fwdbwd"``) to ``(compiled, args)`` for more :func:`time_round` calls,
+    ``samples`` the run times so far, per pass, for :func:`finish`."""
     layer = LAYERS[name]
     fn, args = BUILD[name](jax.random.key(n * 7919 + d), b, n, d, dtype)
     args = jax.block_until_ready(jax.device_put(args))
@@ -196,7 +187,9 @@ def prepare(name: str, b: int, n: int, d: int, *, backward: bool = True,
     for compiled, a in passes.values():
         jax.block_until_ready(compiled(*a))                     # warm-up
     rec["peak_bytes_in_use"] = _peak_bytes()
-    return rec, passes
+    samples = {p: [] for p in passes}
+    time_round(passes, samples, repeats, sample_s)
+    return rec, passes, samples
 
 
 def time_round(passes: dict, samples: dict, repeats: int, sample_s: float = 0.0,
@@ -352,10 +345,10 @@ def run(layers, sweep: dict, out: Path, progress: bool = True,
         else:
             name, n, d, backward = args
             b = sweep.get("d_batch", sweep["batch"]) if kind == "d_sweep" else sweep["batch"]
-            rec, passes = prepare(name, b, n, d, backward=backward, dtype=dtype)
+            rec, passes, samples = prepare(name, b, n, d, repeats=sweep["repeats"],
+                                           backward=backward, dtype=dtype,
+                                           sample_s=sweep.get("sample_s", 0.0))
             rec = {"kind": kind, **rec}
-            samples = {p: [] for p in passes}
-            time_round(passes, samples, sweep["repeats"], sweep.get("sample_s", 0.0))
             if kind != "crossover":         # ratios only: one round is enough there
                 pending.append((rec, passes, samples))
             else:

@@ -430,12 +430,11 @@ def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
     pad = lambda x: x if length == t else jnp.pad(
         x, ((0, 0), (0, length - t)) + ((0, 0),) * (x.ndim - 2))
     q, k, v, key_valid = (pad(x) for x in (q, k, v, key_valid))
-    tile = functools.partial(_local_tile, window=window, causal=causal, blk=blk)
     # one leading entry per tile: a pure reshape, since rows == 1 or tiles == 1
     lead = lambda x, per_tile: x.reshape((bsz * tiles // rows, rows, per_tile) + x.shape[2:])
     args = [lead(x, span * blk) for x in (q, k, v, key_valid)]
     args += [lead(a, blk) for a in _halos(k, v, key_valid, tiles, blk)]
-    tile = jax.checkpoint(tile)
+    tile = jax.checkpoint(functools.partial(_local_tile, window=window, causal=causal, blk=blk))
     if len(args[0]) == 1:
         out = tile(*(a[0] for a in args))
     else:

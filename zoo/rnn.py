@@ -519,9 +519,9 @@ def _core_gru(w_h, b_h, carry, xp, cfg):
 
 
 def _core_lstm(w_h, b_h, carry, xp, cfg):
-    a = jnp.moveaxis(xp, 0, 1) + _recurrent(w_h, b_h, carry.h)
-    i, f, o = jax.nn.sigmoid(a[:, 0]), jax.nn.sigmoid(a[:, 1]), jax.nn.sigmoid(a[:, 3])
-    c = f * carry.c + i * jnp.tanh(a[:, 2])
+    hp = _recurrent(w_h, b_h, carry.h)
+    i, f, o = (jax.nn.sigmoid(xp[k] + hp[:, k]) for k in (0, 1, 3))
+    c = f * carry.c + i * jnp.tanh(xp[2] + hp[:, 2])
     return State(o * jnp.tanh(c), c)
 
 
