@@ -150,11 +150,10 @@ def path_length(layer: Callable, x: jax.Array, *, max_layers: int = 4096) -> int
     >>> path_length(shift, jnp.ones((10, 2)))
     9
     """
-    _, vjp = jax.vjp(layer, x)
-    pull = jax.jit(lambda v: (vjp(v)[0] != 0).astype(v.dtype))
+    pull = jax.jit(lambda x, v: (jax.vjp(layer, x)[1](v)[0] != 0).astype(v.dtype))
     v = jnp.zeros_like(x).at[-1].set(1.0)
     for depth in range(1, max_layers + 1):
-        v = pull(v)
+        v = pull(x, v)
         if bool(jnp.any(v[0] != 0)):
             return depth
     raise ValueError(f"position 0 not reached after {max_layers} layers")

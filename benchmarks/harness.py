@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -115,10 +116,25 @@ def xla_flops(fn: Callable, *args) -> float | None:
     return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
-def random_inputs(key, *shapes, dtype="float32") -> tuple:
-    """Random normal arrays (never zeros: some kernels shortcut on zeros)."""
-    keys = jax.random.split(key, len(shapes))
-    return tuple(jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes))
+def random_inputs(seed, *shapes, dtype="float32") -> tuple:
+    """Standard normal arrays on the default device (never zeros: some kernels shortcut on
+    zeros), drawn on the host with NumPy from ``seed`` (an int or a JAX key), so that no
+    program is compiled per shape (eager ``jax.random`` compiles one for each new shape).
+
+    >>> a, b = random_inputs(0, (2, 3), (4,), dtype="bfloat16")
+    >>> a.shape, b.shape, str(b.dtype), bool((random_inputs(0, (4,))[0] != 0).all())
+    ((2, 3), (4,), 'bfloat16', True)
+    """
+    rng = host_rng(seed)
+    return tuple(jnp.asarray(rng.standard_normal(s, dtype=np.float32).astype(jnp.dtype(dtype)))
+                 for s in shapes)
+
+
+def host_rng(seed) -> np.random.Generator:
+    """NumPy generator seeded by an int or by a JAX key's data."""
+    if isinstance(seed, jax.Array):
+        seed = np.asarray(jax.random.key_data(seed)).ravel().tolist()
+    return np.random.default_rng(seed)
 
 
 def write_jsonl(path: str | Path, records: list[dict]) -> None:

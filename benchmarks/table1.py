@@ -61,13 +61,13 @@ class Layer:
     seq_theory: Callable[[int], int]
 
 
-def _attention_core(key, b, n, d, dtype="float32", window=None, implementation="auto"):
+def _attention_core(seed, b, n, d, dtype="float32", window=None, implementation="auto"):
     """The attention core at width d split into heads of the paper's d_k = 64 (one head below
     64), so that both its products (∝ n²·d) and its softmax (∝ n²·heads) grow as n²·d."""
     from zoo import attention
     heads = max(1, d // HEAD_DIM)
     shape = (b, n, heads, d // heads)
-    q, k, v = harness.random_inputs(key, shape, shape, shape, dtype=dtype)
+    q, k, v = harness.random_inputs(seed, shape, shape, shape, dtype=dtype)
 
     def fn(q, k, v):
         return attention.attend(q, k, v, window=window, implementation=implementation)[0]
@@ -75,20 +75,24 @@ def _attention_core(key, b, n, d, dtype="float32", window=None, implementation="
 
 
 def _recurrent(cell, unroll=None):
-    def build(key, b, n, d, dtype="float32"):
+    def build(seed, b, n, d, dtype="float32"):
         from zoo import rnn
         cfg = rnn.Config(cell=cell, in_dim=d, hidden_dim=d, output="sequence", dtype=dtype,
                          unroll=unroll)
-        params = rnn.init(key, cfg)
-        (x,) = harness.random_inputs(jax.random.fold_in(key, 1), (b, n, d), dtype=dtype)
+        # rnn.init's distribution, U(−1/√d, 1/√d), drawn on the host (no compile per shape)
+        rng = harness.host_rng(seed)
+        shapes = jax.eval_shape(functools.partial(rnn.init, cfg=cfg), jax.random.key(0))
+        params = jax.tree.map(lambda a: jnp.asarray(
+            rng.uniform(-d ** -0.5, d ** -0.5, a.shape).astype(a.dtype)), shapes)
+        (x,) = harness.random_inputs(seed + 1, (b, n, d), dtype=dtype)
         return (lambda p, x: rnn.apply(p, x, None, cfg)), (params, x)
     return build
 
 
 def _conv(dilation):
-    def build(key, b, n, d, dtype="float32"):
+    def build(seed, b, n, d, dtype="float32"):
         from zoo import cnn
-        w, x = harness.random_inputs(key, (KERNEL, d, d), (b, n, d), dtype=dtype)
+        w, x = harness.random_inputs(seed, (KERNEL, d, d), (b, n, d), dtype=dtype)
         w = w / math.sqrt(KERNEL * d)
         return (lambda w, x: cnn.conv(x, w, padding="causal", dilation=dilation)), (w, x)
     return build
@@ -137,17 +141,20 @@ BUILD = {
 }
 
 SWEEPS = {
-    # quick: sizes that finish in a few minutes on two CPU cores
-    # (the d sweep runs at a larger batch and shorter n, so that even d = 128 keeps the
-    # recurrent step's matrix product, not the per-step overhead, the larger cost)
+    # quick: sizes that finish in a few minutes on two CPU cores. The d sweep times the
+    # forward pass from d = 256, where the layers' products run near the CPU's plateau; a
+    # recurrent step's product has only the batch as rows, so recurrence is swept in d at a
+    # larger batch and shorter n (same b·n, same FLOPs as the other layers' shape).
     "quick": dict(batch=16, d_fixed=64, n_sweep=(128, 256, 512, 1024, 2048),
-                  d_batch=64, n_fixed=64, d_sweep=(128, 256, 512, 1024),
+                  d_batch=64, n_fixed=64, d_sweep=(256, 512, 1024, 2048),
+                  d_shapes={"Recurrent": (256, 16)},
                   crossover_d=(64, 128, 256),
                   crossover_n=(64, 128, 256, 512, 1024), path_n=(16, 64, 256),
                   repeats=2, rounds=1, sample_s=0.04, min_time=2e-3, peers="quick",
                   peer_repeats=3),
     "full": dict(batch=16, d_fixed=256, n_sweep=(256, 512, 1024, 2048, 4096, 8192, 16384),
                  n_fixed=1024, d_sweep=(128, 256, 512, 1024, 2048),
+                 d_shapes={"Recurrent": (1024, 64)},
                  crossover_d=(128, 256, 512, 1024),
                  crossover_n=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
                  path_n=(16, 64, 256, 1024), repeats=3, rounds=5, sample_s=0.2,
@@ -165,7 +172,7 @@ def prepare(name: str, b: int, n: int, d: int, *, repeats: int, backward: bool =
     ``"fwd"`` (and ``"fwdbwd"``) to ``(compiled, args)`` for more :func:`time_round` calls,
     ``samples`` the run times so far, per pass, for :func:`finish`."""
     layer = LAYERS[name]
-    fn, args = BUILD[name](jax.random.key(n * 7919 + d), b, n, d, dtype)
+    fn, args = BUILD[name](n * 7919 + d, b, n, d, dtype)
     args = jax.block_until_ready(jax.device_put(args))
     rec = {"layer": name, "row": layer.row, "batch": b, "n": n, "d": d, "dtype": dtype,
            "flops": layer.flops(b, n, d)}
@@ -233,14 +240,14 @@ def _sequential(name, b, n, d, dtype, timed):
 @functools.lru_cache(maxsize=None)
 def _recurrent_steps(name, n, dtype):
     cell = {"recurrent-elman": "rnn", "recurrent-gru": "gru", "recurrent-lstm": "lstm"}[name]
-    fn, args = _recurrent(cell, unroll=1)(jax.random.key(0), 1, n, HEAD_DIM, dtype)
+    fn, args = _recurrent(cell, unroll=1)(0, 1, n, HEAD_DIM, dtype)
     return analysis.count_sequential(fn, *args)
 
 
 @functools.lru_cache(maxsize=None)
 def _attention_loops(name, n, dtype):
     window = WINDOW if name == "restricted-attention" else None
-    fn, args = _attention_core(jax.random.key(0), 1, n, HEAD_DIM, dtype, window=window,
+    fn, args = _attention_core(0, 1, n, HEAD_DIM, dtype, window=window,
                                implementation="xla")
     return analysis.count_sequential(fn, *args)
 
@@ -279,7 +286,7 @@ def measure_path(name: str, n: int, d: int = 8) -> int:
         return _recurrent_path(name, n, d, key)
     if name == "convolutional-dilated":
         return _dilated_path(n, d, key)
-    fn, args = BUILD[name](key, 1, n, d)
+    fn, args = BUILD[name](n, 1, n, d)
     if name.endswith("attention"):
         layer = lambda x: fn(x[None, :, None], x[None, :, None], x[None, :, None])[0, :, 0]
     else:
@@ -343,8 +350,7 @@ def run(layers, sweep: dict, out: Path, progress: bool = True,
             rec = {"kind": "path", "layer": name, "n": n, "path_length": measure_path(name, n),
                    "path_theory": LAYERS[name].path_theory(n)}
         else:
-            name, n, d, backward = args
-            b = sweep.get("d_batch", sweep["batch"]) if kind == "d_sweep" else sweep["batch"]
+            name, b, n, d, backward = args
             rec, passes, samples = prepare(name, b, n, d, repeats=sweep["repeats"],
                                            backward=backward, dtype=dtype,
                                            sample_s=sweep.get("sample_s", 0.0))
@@ -370,19 +376,34 @@ def run(layers, sweep: dict, out: Path, progress: bool = True,
 
 
 def _jobs(layers, sweep):
+    """``(kind, args)`` per measurement: ``(name, batch, n, d, backward)`` for the timed
+    kinds (the d sweep times the forward pass alone), ``(name, n)`` for path lengths."""
     jobs = []
+    b = sweep["batch"]
     for name in layers:
-        jobs += [("n_sweep", (name, n, sweep["d_fixed"], True)) for n in sweep["n_sweep"]]
-        jobs += [("d_sweep", (name, sweep["n_fixed"], d, True)) for d in sweep["d_sweep"]]
+        db, dn = d_shape(name, sweep)
+        jobs += [("n_sweep", (name, b, n, sweep["d_fixed"], True)) for n in sweep["n_sweep"]]
+        jobs += [("d_sweep", (name, db, dn, d, False)) for d in sweep["d_sweep"]]
         jobs += [("path", (name, n)) for n in sweep["path_n"]]
     pair = [l for l in ("self-attention", "recurrent-elman") if l in layers]
     if len(pair) == 2:
         for d in sweep["crossover_d"]:
             if d == sweep["d_fixed"]:
                 continue
-            jobs += [("crossover", (name, n, d, False))
+            jobs += [("crossover", (name, b, n, d, False))
                      for name in pair for n in sweep["crossover_n"]]
     return jobs
+
+
+def d_shape(name: str, sweep: dict) -> tuple[int, int]:
+    """Batch and sequence length at which ``name`` is swept in d: the sweep's ``d_shapes``
+    entry for the layer's Table 1 row, else ``(d_batch, n_fixed)``.
+
+    >>> d_shape("recurrent-gru", SWEEPS["quick"]), d_shape("convolutional", SWEEPS["quick"])
+    ((256, 16), (64, 64))
+    """
+    shapes = sweep.get("d_shapes", {})
+    return shapes.get(LAYERS[name].row, (sweep.get("d_batch", sweep["batch"]), sweep["n_fixed"]))
 
 
 def _progress(total, enabled):
@@ -491,7 +512,9 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         "some samples of each size rather than on all samples of a few) "
         f"at the saturated sizes: those whose pass takes at least the sweep's minimum time "
         f"and, among them, runs at least {SATURATION:.0%} of their best FLOP rate (marked † "
-        "where fewer than three sizes qualified). "
+        "where fewer than three sizes qualified). The d sweep times the forward pass at the "
+        "batch and n listed under Measurements (recurrence at a larger batch: its step's "
+        "product has only the batch as rows). "
         "Sequential operations are the loop trip counts of the compiled forward program (for "
         "attention, the minimum over the zoo's paths: XLA's fused path has no loop, the timed "
         "CPU paths map over query blocks or tiles); path lengths are measured from gradients "
@@ -531,12 +554,16 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         lines.append(
             f"| {r['layer']} | {r['batch']} | {r['n']} | {r['d']} | {r['fwd_median_s'] * 1e3:.2f} "
             f"({r['fwd_min_s'] * 1e3:.2f}–{r['fwd_max_s'] * 1e3:.2f}) | "
-            f"{r['fwdbwd_min_s'] * 1e3:.2f} | {r['fwd_compile_s']:.2f} | "
+            f"{_ms(r.get('fwdbwd_min_s'))} | {r['fwd_compile_s']:.2f} | "
             f"{r['flops'] / 1e9:.3f} | {xla} | {r.get('temp_bytes', 0) / 2 ** 20:.1f} | "
             f"{r['sequential_ops']} |")
     lines += ["", "XLA GFLOP is blank (—) for programs with loops: XLA's cost analysis counts one "
               "iteration of a while loop."]
     return "\n".join(lines) + "\n"
+
+
+def _ms(seconds):
+    return "—" if seconds is None else f"{seconds * 1e3:.2f}"
 
 
 def _exp(fit, theory):

@@ -30,6 +30,8 @@ def test_smoke_run_writes_the_report_with_exact_counts(tmp_path):
     timed = [r for r in records if r["kind"] == "n_sweep"]
     assert all(0 < r["fwd_min_s"] <= r["fwd_median_s"] <= r["fwd_max_s"] for r in timed)
     assert all(r["xla_flops"] is None for r in timed if r["sequential_ops"] > 1)
+    by_d = [r for r in records if r["kind"] == "d_sweep"]
+    assert by_d and all("fwdbwd_min_s" not in r and r["fwd_min_s"] > 0 for r in by_d)
     report = (tmp_path / "report.md").read_text()
     assert "| self-attention | O(n²·d) |" in report
     assert (tmp_path / "time_vs_n.png").stat().st_size > 0
