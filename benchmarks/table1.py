@@ -43,7 +43,7 @@ from benchmarks import analysis, harness, peers
 KERNEL = 3          # k of the convolutional rows
 WINDOW = 16         # r of the restricted row
 HEAD_DIM = 64       # d_k of the attention rows, as in the paper's base model
-ROUND_LONGEST_S = 0.25   # passes this long get no more samples in the extra timing rounds
+ROUND_LONGEST_S = 1.0    # passes this long get no more samples in the extra timing rounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +150,7 @@ SWEEPS = {
                   d_shapes={"Recurrent": (256, 16)},
                   crossover_d=(64, 128, 256),
                   crossover_n=(64, 128, 256, 512, 1024), path_n=(16, 64, 256),
-                  repeats=2, rounds=1, sample_s=0.04, min_time=2e-3, peers="quick",
+                  repeats=2, rounds=3, sample_s=0.04, min_time=2e-3, peers="quick",
                   peer_repeats=3),
     "full": dict(batch=16, d_fixed=256, n_sweep=(256, 512, 1024, 2048, 4096, 8192, 16384),
                  n_fixed=1024, d_sweep=(128, 256, 512, 1024, 2048),

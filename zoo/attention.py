@@ -64,10 +64,12 @@ from zoo.types import ParamAxes, Params
 
 TASK = "regression"
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked")
-#: Scores (float32 elements) one block of the chunked kernel holds: 16 MiB. On a 2-core x86
+#: Scores (float32 elements) one block of the chunked kernel holds: 4 MiB. On a 2-core x86
 #: CPU, blocks of 2^18-2^22 scores ran at 80-116 GFLOP/s against 23 for one fused pass and
-#: 54 for all heads at once in 64-query blocks (B 8, n 1024, 8 heads of 64; n 4096).
-SCORE_BLOCK = 2 ** 22
+#: 54 for all heads at once in 64-query blocks (B 8, n 1024, 8 heads of 64; n 4096). The
+#: backward pass holds four arrays of a block's size: at n 2048 (B 16, one head of 64) 2^20
+#: ran it 7% faster than 2^22, the forward pass as fast, and in a quarter of the memory.
+SCORE_BLOCK = 2 ** 20
 #: Smallest block of :func:`local_attention` (a block is ``max(window, LOCAL_BLOCK)`` long).
 LOCAL_BLOCK = 16
 #: Scores one tile of :func:`local_attention` holds (float32 elements: 1 MiB); larger inputs
