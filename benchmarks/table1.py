@@ -144,8 +144,11 @@ SWEEPS = {
     # quick: sizes that finish in a few minutes on two CPU cores. The d sweep times the
     # forward pass from d = 256, where the layers' products run near the CPU's plateau; a
     # recurrent step's product has only the batch as rows, so recurrence is swept in d at a
-    # larger batch and shorter n (same b·n, same FLOPs as the other layers' shape).
+    # larger batch and shorter n (same b·n, same FLOPs as the other layers' shape). A
+    # convolution at d 64 does so little per position that its n sweep runs at batch 32,
+    # or its shorter sizes would finish under min_time.
     "quick": dict(batch=16, d_fixed=64, n_sweep=(128, 256, 512, 1024, 2048),
+                  n_batch={"Convolutional": 32},
                   d_batch=64, n_fixed=64, d_sweep=(256, 512, 1024, 2048),
                   d_shapes={"Recurrent": (256, 16)},
                   crossover_d=(64, 128, 256),
@@ -377,12 +380,14 @@ def run(layers, sweep: dict, out: Path, progress: bool = True,
 
 def _jobs(layers, sweep):
     """``(kind, args)`` per measurement: ``(name, batch, n, d, backward)`` for the timed
-    kinds (the d sweep times the forward pass alone), ``(name, n)`` for path lengths."""
+    kinds (the d sweep times the forward pass alone; ``n_batch`` and ``d_shapes`` change the
+    batch or shape per Table 1 row), ``(name, n)`` for path lengths."""
     jobs = []
     b = sweep["batch"]
     for name in layers:
         db, dn = d_shape(name, sweep)
-        jobs += [("n_sweep", (name, b, n, sweep["d_fixed"], True)) for n in sweep["n_sweep"]]
+        nb = sweep.get("n_batch", {}).get(LAYERS[name].row, b)
+        jobs += [("n_sweep", (name, nb, n, sweep["d_fixed"], True)) for n in sweep["n_sweep"]]
         jobs += [("d_sweep", (name, db, dn, d, False)) for d in sweep["d_sweep"]]
         jobs += [("path", (name, n)) for n in sweep["path_n"]]
     pair = [l for l in ("self-attention", "recurrent-elman") if l in layers]
