@@ -79,6 +79,37 @@ def time_jax(fn: Callable, *args, repeats: int = 5, warmup: int = 1, jit: bool =
     return {"compile_s": compile_s, **stats(times), "times": times}
 
 
+def jax_call(fn: Callable, *args) -> Callable[[], object]:
+    """``fn`` compiled for ``args`` (put on the default device first), as a call with no
+    arguments that waits for its results: one entry of :func:`time_interleaved`."""
+    args = jax.block_until_ready(jax.device_put(args))
+    compiled = jax.jit(fn).lower(*args).compile()
+    return lambda: jax.block_until_ready(compiled(*args))
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int = 5,
+                     warmup: int = 1) -> dict[str, dict]:
+    """Times several calls with no arguments in rounds, one run of each per round, so that a
+    burst of other work on a shared machine slows one run of every call rather than all runs
+    of one; returns each call's :func:`stats`. Each call must finish its work before it
+    returns (see :func:`jax_call`).
+
+    >>> t = time_interleaved({"a": lambda: sum(range(100)), "b": lambda: None}, repeats=3)
+    >>> sorted(t), t["a"]["repeats"]
+    (['a', 'b'], 3)
+    """
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: stats(t) for name, t in times.items()}
+
+
 def time_python(fn: Callable, *args, repeats: int = 5, warmup: int = 1,
                 sync: Callable | None = None) -> dict:
     """Times any callable (PyTorch, say); ``sync`` runs after each call (a device sync)."""

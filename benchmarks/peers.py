@@ -3,8 +3,9 @@
 Each case builds the same layer three ways at the same size: the zoo's pure function, Flax's
 module, and (when installed) PyTorch's module, and times the forward pass and forward+backward
 (gradient of the summed output with respect to the parameters). Ratios are
-``zoo time / peer time`` (below 1: the zoo is faster). Cases run interleaved in one process,
-so the ratios hold even when absolute times drift on a shared machine.
+``zoo time / peer time`` (below 1: the zoo is faster). The three run in turn, one run of
+each per round, in one process, so the ratios hold even when absolute times drift on a
+shared machine.
 
 Run ``python -m benchmarks.peers [--quick]``; :mod:`benchmarks.table1` runs it too.
 """
@@ -114,13 +115,12 @@ def run_case(case: dict, repeats: int) -> list[dict]:
     records = []
     for mode in ("fwd", "fwd+bwd"):
         wrap = (lambda f: f) if mode == "fwd" else _grad_sum
-        times = {
-            "zoo": harness.time_jax(wrap(zoo_apply), params, x, repeats=repeats),
-            "flax": harness.time_jax(wrap(flax_apply), variables, x, repeats=repeats),
-        }
-        torch_time = _time_torch(case, np.asarray(x), mode == "fwd+bwd", repeats)
-        if torch_time:
-            times["torch"] = torch_time
+        calls = {"zoo": harness.jax_call(wrap(zoo_apply), params, x),
+                 "flax": harness.jax_call(wrap(flax_apply), variables, x)}
+        torch_call = _torch_call(case, np.asarray(x), mode == "fwd+bwd")
+        if torch_call:
+            calls["torch"] = torch_call
+        times = harness.time_interleaved(calls, repeats=repeats)
         rec = {"layer": case["layer"], "shape": case["shape"], "mode": mode}
         for impl, t in times.items():
             rec[f"{impl}_median_s"] = t["median_s"]
@@ -132,14 +132,14 @@ def run_case(case: dict, repeats: int) -> list[dict]:
     return records
 
 
-def _time_torch(case, x_np, backward, repeats):
+def _torch_call(case, x_np, backward):
     try:
         import torch
     except ImportError:
         return None
     make, call = case["torch"]
     torch.manual_seed(0)
-    return harness.time_python(_torch_runner(make(), x_np, backward, call), repeats=repeats)
+    return _torch_runner(make(), x_np, backward, call)
 
 
 def run(sizes: str = "quick", repeats: int = 5) -> list[dict]:

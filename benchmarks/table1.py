@@ -658,6 +658,7 @@ def main(argv=None) -> int:
     report = markdown(summary, records, sweep_name)
     if not args.no_peers:
         peer_records = peers.run(sweep["peers"], repeats=sweep["peer_repeats"])
+        (out / "peers.jsonl").unlink(missing_ok=True)
         harness.write_jsonl(out / "peers.jsonl", peer_records)
         report += ("\n## The zoo beside Flax and PyTorch\n\nSame sizes, same process, "
                    "interleaved; ratios are zoo time / peer time (below 1: the zoo is faster)."
