@@ -42,3 +42,15 @@ def test_unknown_layer_is_refused(capsys):
     with pytest.raises(SystemExit):
         table1.main(["--smoke", "--layers", "self-attention,lstm2"])
     assert "unknown layers ['lstm2']" in capsys.readouterr().err
+
+
+def test_quick_jobs_use_each_rows_shape_and_time_only_the_forward_pass_in_d():
+    jobs = table1._jobs(["convolutional", "recurrent-lstm", "self-attention"],
+                        table1.SWEEPS["quick"])
+    shapes = {(kind, name): (b, n, backward)
+              for kind, args in jobs if kind != "path" for name, b, n, _, backward in [args]}
+    assert shapes[("n_sweep", "convolutional")] == (32, 2048, True)
+    assert shapes[("n_sweep", "recurrent-lstm")] == (16, 2048, True)
+    assert shapes[("d_sweep", "recurrent-lstm")] == (256, 16, False)
+    assert shapes[("d_sweep", "self-attention")] == (64, 64, False)
+    assert {args[3] for kind, args in jobs if kind == "d_sweep"} == {256, 512, 1024, 2048}
