@@ -2,8 +2,8 @@
 
 Batch 32, hidden 256 (input 256), sequence lengths 64-512, forward and forward+backward
 (gradient of the summed outputs with respect to the parameters). All three run on the same
-device in the same process, interleaved per case, so their ratios are comparable even on a
-busy machine. Ratios are ``time / PyTorch's time`` (below 1: faster than PyTorch).
+device in the same process, in rounds of one run of each per case, so their ratios are
+comparable even on a busy machine. Ratios are ``time / PyTorch's time`` (below 1: faster than PyTorch).
 
 Usage:
     python benchmarks/lstm_speed.py [--quick] [--out benchmarks/results] [--unroll 1 8 16]
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import environment, time_jax, time_python, write_jsonl
+from benchmarks.harness import environment, jax_call, time_interleaved, write_jsonl
 from zoo import rnn
 
 BATCH, HIDDEN = 32, 256
@@ -61,29 +61,26 @@ def _torch_case(x_np, backward):
 
 
 def run_case(length, mode, unrolls, repeats):
-    """Times PyTorch, Flax and the zoo (one record per zoo ``unroll``) on one case."""
+    """Times PyTorch, Flax and the zoo (one record per zoo ``unroll``) on one case, in
+    rounds of one run of each."""
     key = jax.random.key(length)
     x = jax.random.normal(key, (BATCH, length, HIDDEN), jnp.float32)
     backward = mode == "fwd+bwd"
-    records = []
-    base = dict(batch=BATCH, hidden=HIDDEN, length=length, mode=mode)
-    t_torch = time_python(_torch_case(np.asarray(x), backward), repeats=repeats, warmup=2)
-    records.append({**base, "impl": "torch.nn.LSTM", **t_torch})
+    calls = {"torch.nn.LSTM": _torch_case(np.asarray(x), backward)}
     module, f_fwd, f_bwd = _flax_fns()
     variables = module.init(jax.random.key(1), x)
-    t_flax = time_jax(f_bwd if backward else f_fwd, variables, x, repeats=repeats, warmup=2)
-    records.append({**base, "impl": "flax OptimizedLSTMCell", **t_flax})
+    calls["flax OptimizedLSTMCell"] = jax_call(f_bwd if backward else f_fwd, variables, x)
     for unroll in unrolls:
         cfg = rnn.Config(cell="lstm", in_dim=HIDDEN, hidden_dim=HIDDEN, output="sequence",
                          unroll=unroll)
         params = rnn.init(jax.random.key(2), cfg)
         z_fwd, z_bwd = _zoo_fns(cfg)
-        t_zoo = time_jax(z_bwd if backward else z_fwd, params, x, repeats=repeats, warmup=2)
-        records.append({**base, "impl": f"zoo unroll={unroll}", **t_zoo})
-    for r in records:
-        r["ratio_to_torch"] = r["median_s"] / t_torch["median_s"]
-        r["min_ratio_to_torch"] = r["min_s"] / t_torch["min_s"]
-    return records
+        calls[f"zoo unroll={unroll}"] = jax_call(z_bwd if backward else z_fwd, params, x)
+    times = time_interleaved(calls, repeats=repeats, warmup=2)
+    base = dict(batch=BATCH, hidden=HIDDEN, length=length, mode=mode)
+    torch_t = times["torch.nn.LSTM"]
+    return [{**base, "impl": impl, **t, "ratio_to_torch": t["median_s"] / torch_t["median_s"],
+             "min_ratio_to_torch": t["min_s"] / torch_t["min_s"]} for impl, t in times.items()]
 
 
 def markdown(records, env) -> str:
@@ -137,6 +134,7 @@ def main(argv=None):
     env["loadavg_end"] = os.getloadavg()[0]
     out = Path(args.out)
     suffix = "_quick" if args.quick else ""
+    (out / f"lstm_speed{suffix}.jsonl").unlink(missing_ok=True)
     write_jsonl(out / f"lstm_speed{suffix}.jsonl", records)
     (out / f"lstm_speed{suffix}.md").write_text(markdown(records, env))
     return records
