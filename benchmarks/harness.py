@@ -98,6 +98,11 @@ def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int = 5,
     >>> sorted(t), t["a"]["repeats"]
     (['a', 'b'], 3)
     """
+    if not calls:
+        raise ValueError("time_interleaved needs at least one call, got none")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, "
+                         f"warmup={warmup}")
     for _ in range(warmup):
         for call in calls.values():
             call()

@@ -407,6 +407,8 @@ def d_shape(name: str, sweep: dict) -> tuple[int, int]:
     >>> d_shape("recurrent-gru", SWEEPS["quick"]), d_shape("convolutional", SWEEPS["quick"])
     ((256, 16), (64, 64))
     """
+    if name not in LAYERS:
+        raise ValueError(f"unknown layer {name!r}; choose from {list(LAYERS)}")
     shapes = sweep.get("d_shapes", {})
     return shapes.get(LAYERS[name].row, (sweep.get("d_batch", sweep["batch"]), sweep["n_fixed"]))
 
