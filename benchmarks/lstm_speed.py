@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import environment, jax_call, time_interleaved, write_jsonl
+from benchmarks.harness import (environment, jax_call, keep_freed_memory, time_interleaved,
+                                write_jsonl)
 from zoo import rnn
 
 BATCH, HIDDEN = 32, 256
@@ -91,7 +92,8 @@ def markdown(records, env) -> str:
         f"jax {env['jax']}, flax {env.get('flax')}, torch {env.get('torch')}; "
         f"batch {BATCH}, hidden {HIDDEN}, input {HIDDEN}, float32. "
         "Median of the repeats in ms (min in brackets); ratio = median / PyTorch's median. "
-        f"{env.get('torch_threads')} PyTorch threads; 1-minute load average "
+        f"{env.get('torch_threads')} PyTorch threads; memory allocator: {env.get('malloc')}; "
+        "1-minute load average "
         f"{env.get('loadavg_start', float('nan')):.1f} at the start, "
         f"{env.get('loadavg_end', float('nan')):.1f} at the end (other jobs share the CPU: "
         "a load above the core count makes every figure, PyTorch's most, unreliable).",
@@ -113,7 +115,13 @@ def main(argv=None):
     parser.add_argument("--unroll", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="have malloc keep freed memory for reuse instead of returning "
+                             "blocks over 32 MiB to the system (harness.keep_freed_memory; "
+                             "PyTorch's backward gains the most)")
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     lengths = [64] if args.quick else args.lengths
     repeats = 3 if args.quick else args.repeats
     env = environment()

@@ -511,7 +511,8 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         f"Device: {env.get('device_kind')} ({env.get('platform')}, {env.get('device_count')} "
         f"device(s)), host CPU {env.get('cpu')}; jax {env.get('jax')}, zoo {env.get('zoo')}, "
         f"{next((r['dtype'] for r in records if 'dtype' in r), 'float32')}, matmul precision "
-        f"{env.get('matmul_precision')}; sweep `{sweep_name}`.", "",
+        f"{env.get('matmul_precision')}; sweep `{sweep_name}`; host memory allocator: "
+        f"{env.get('malloc', 'system default')}.", "",
         "Exponents are least-squares slopes of log cost against log size ± their standard "
         "error, with the theory's exponent and the number of sizes fitted in brackets. Time "
         "fits use the minimum over all samples, taken in rounds that revisit every size in "
@@ -525,7 +526,10 @@ def markdown(summary: dict, records: list[dict], sweep_name: str) -> str:
         "Sequential operations are the loop trip counts of the compiled forward program (for "
         "attention, the minimum over the zoo's paths: XLA's fused path has no loop, the timed "
         "CPU paths map over query blocks or tiles); path lengths are measured from gradients "
-        "through stacks of the layer.", "",
+        "through stacks of the layer. Unless run with `--system-malloc`, the process keeps "
+        "freed memory for reuse (`harness.keep_freed_memory`): by default glibc maps blocks "
+        "over 32 MiB afresh on every call, and faulting their pages in again slowed only the "
+        "largest sizes.", "",
         "| layer | complexity per layer | FLOPs ∝ n^ | FLOPs ∝ d^ | time ∝ n^ (fwd) | "
         "time ∝ n^ (fwd+bwd) | time ∝ d^ | sequential ops (theory → measured) | "
         "max path length (theory → measured) |",
@@ -645,11 +649,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-peers", action="store_true",
                         help="skip the comparison with Flax's and PyTorch's layers")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep the C library's default allocation policy (by default "
+                             "freed memory is kept for reuse: harness.keep_freed_memory)")
     args = parser.parse_args(argv)
     layers = [l.strip() for l in args.layers.split(",") if l.strip()]
     unknown = [l for l in layers if l not in LAYERS]
     if unknown:
         parser.error(f"unknown layers {unknown}; choose from {list(LAYERS)}")
+    if not args.system_malloc:
+        harness.keep_freed_memory()
     sweep_name = "full" if args.full else "smoke" if args.smoke else "quick"
     sweep = SMOKE if args.smoke else SWEEPS[sweep_name]
     out = args.out or Path("benchmarks/out") / f"table1-{jax.default_backend()}-{sweep_name}"

@@ -2,8 +2,14 @@
 taken against the same run's PyTorch time) and their argument checks."""
 
 import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+from benchmarks import harness
 
 
 def test_lstm_speed_times_all_three_in_one_run(tmp_path):
@@ -32,3 +38,44 @@ def test_interleaved_timing_and_sweep_shapes_refuse_bad_arguments():
         harness.time_interleaved({})
     with pytest.raises(ValueError, match="unknown layer 'lstm2'"):
         table1.d_shape("lstm2", table1.SWEEPS["quick"])
+
+
+_FAULT_PROBE = """
+import ctypes, ctypes.util, resource
+from benchmarks import harness
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 64 << 20                      # over glibc's largest threshold for mapping a block afresh
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    p = libc.malloc(size)
+    ctypes.memset(p, 1, size)
+    libc.free(p)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults()
+default = faults()
+kept = harness.keep_freed_memory()
+faults()
+print(default, kept, faults(), harness.environment()["malloc"])
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_page_faults_on_reuse():
+    """A 64 MiB block freed and allocated again faults every page in afresh under glibc's
+    default policy (16,384 pages of 4 KiB), and none once freed memory is kept."""
+    out = subprocess.run([sys.executable, "-c", _FAULT_PROBE], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[1]).stdout.split(maxsplit=3)
+    default, kept, after, policy = int(out[0]), out[1], int(out[2]), out[3]
+    assert default >= (64 << 20) // 4096 // 2            # at least half the pages faulted
+    assert kept == "True" and after < default // 20
+    assert "M_MMAP_MAX 0" in policy
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2 ** 31, 1.5, "1G", True])
+def test_keep_freed_memory_refuses_bad_threshold(bad):
+    with pytest.raises(ValueError, match="trim_threshold"):
+        harness.keep_freed_memory(bad)
