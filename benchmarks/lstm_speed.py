@@ -3,7 +3,8 @@
 Batch 32, hidden 256 (input 256), sequence lengths 64-512, forward and forward+backward
 (gradient of the summed outputs with respect to the parameters). All three run on the same
 device in the same process, in rounds of one run of each per case, so their ratios are
-comparable even on a busy machine. Ratios are ``time / PyTorch's time`` (below 1: faster than PyTorch).
+comparable even on a busy machine. Ratios are ``time / PyTorch's time`` (below 1: faster
+than PyTorch).
 
 Usage:
     python benchmarks/lstm_speed.py [--quick] [--out benchmarks/results] [--unroll 1 8 16]

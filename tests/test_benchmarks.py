@@ -31,7 +31,7 @@ def test_lstm_speed_times_all_three_in_one_run(tmp_path):
 
 
 def test_interleaved_timing_and_sweep_shapes_refuse_bad_arguments():
-    from benchmarks import harness, table1
+    from benchmarks import table1
     with pytest.raises(ValueError, match="repeats"):
         harness.time_interleaved({"a": lambda: None}, repeats=0)
     with pytest.raises(ValueError, match="at least one call"):

@@ -28,11 +28,11 @@ the step scan, because the product's output then stays in cache (for the LSTM on
 CPU, 1.3-1.6x faster forward than one product over all steps before the scan). Only
 ``h W_h`` is inside the step loop. The LSTM evaluates its three sigmoids and one tanh as a
 single ``tanh`` over all gates (``sigmoid(a) = (1 + tanh(a/2)) / 2``, the halving done on the
-pre-activation inside the step) and has a hand-written backward pass (:func:`_lstm_backward`) that forms the
-weight gradients chunk by chunk, as matrix products. Sequences of different
-lengths share a padded batch: past its length a sequence's carry is frozen and its outputs are
-zero, and a backward direction reads each sequence from its own last element, so padding never
-changes a result. Layers stack (each reads the previous layer's outputs, both directions
+pre-activation inside the step) and has a hand-written backward pass
+(:func:`_lstm_backward`) that forms the weight gradients chunk by chunk, as matrix products.
+Sequences of different lengths share a padded batch: past its length a sequence's carry is
+frozen and its outputs are zero, and a backward direction reads each sequence from its own
+last element, so padding never changes a result. Layers stack (each reads the previous layer's outputs, both directions
 concatenated); the final state of every layer and direction is returned as a :class:`State`.
 
 On GPU an LSTM can run through cuDNN (``jax.experimental.rnn``): ``implementation="cudnn"``
