@@ -61,9 +61,9 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
 
     By default glibc maps each block over its mapping threshold (which adapts, up to 32 MiB)
     afresh from the kernel and unmaps it when freed, so every call of a compiled program whose
-    buffers exceed that size faults in and zeroes each 4 KiB page again: a cost of the allocator's policy, not of the layer, that
-    falls only on the largest sizes of a sweep and bends its fitted exponents (on the CPU,
-    restricted attention's forward+backward at n 2048 took 11,212 page faults per call,
+    buffers exceed that size faults in and zeroes each 4 KiB page again: a cost of the
+    allocator's policy, not of the layer, that falls only on the largest sizes of a sweep and
+    bends its fitted exponents (on the CPU, restricted attention's forward+backward at n 2048 took 11,212 page faults per call,
     61 ms; with this policy about 2,200, 50 ms). With ``M_MMAP_MAX = 0`` and a trim threshold
     of ``trim_threshold`` bytes, freed blocks stay in the heap and the next call reuses them.
     The process keeps up to its peak memory. Returns False, changing nothing, where the C

@@ -33,7 +33,8 @@ pre-activation inside the step) and has a hand-written backward pass
 Sequences of different lengths share a padded batch: past its length a sequence's carry is
 frozen and its outputs are zero, and a backward direction reads each sequence from its own
 last element, so padding never changes a result. Layers stack (each reads the previous
-layer's outputs, both directions concatenated); the final state of every layer and direction is returned as a :class:`State`.
+layer's outputs, both directions concatenated); the final state of every layer and
+direction is returned as a :class:`State`.
 
 On GPU an LSTM can run through cuDNN (``jax.experimental.rnn``): ``implementation="cudnn"``
 asks for it, ``"auto"`` takes it where it applies (GPU, LSTM, float32, no mesh).
