@@ -63,11 +63,12 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
     afresh from the kernel and unmaps it when freed, so every call of a compiled program whose
     buffers exceed that size faults in and zeroes each 4 KiB page again: a cost of the
     allocator's policy, not of the layer, that falls only on the largest sizes of a sweep and
-    bends its fitted exponents (on the CPU, restricted attention's forward+backward at n 2048 took 11,212 page faults per call,
-    61 ms; with this policy about 2,200, 50 ms). With ``M_MMAP_MAX = 0`` and a trim threshold
-    of ``trim_threshold`` bytes, freed blocks stay in the heap and the next call reuses them.
-    The process keeps up to its peak memory. Returns False, changing nothing, where the C
-    library has no ``mallopt`` (not glibc) or refuses the settings.
+    bends its fitted exponents (on the CPU, restricted attention's forward+backward at n 2048
+    took 11,212 page faults per call, 61 ms; with this policy about 2,200, 50 ms). With
+    ``M_MMAP_MAX = 0`` and a trim threshold of ``trim_threshold`` bytes, freed blocks stay in
+    the heap and the next call reuses them. The process keeps up to its peak memory. Returns
+    False, changing nothing, where the C library has no ``mallopt`` (not glibc) or refuses the
+    settings.
 
     >>> kept = keep_freed_memory()
     >>> environment()["malloc"].startswith("glibc heap only") == kept
