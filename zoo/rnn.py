@@ -571,12 +571,13 @@ def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
     scale = jnp.asarray(_LSTM_GATE_SCALE, xs.dtype)[:, None]             # [4, 1]
     w = w_h.reshape(d, -1)
     wi = w_i.reshape(w_i.shape[0], -1)
-    bias = b.reshape(-1)
 
     def step(carry, inputs):
         h, c = carry
         xp_t, m_t = inputs
-        z = jnp.tanh((xp_t + (h @ w).reshape(xp_t.shape)) * scale)
+        # the bias joins the step's fused elementwise work: added to each chunk's product
+        # instead, it cost a pass over the [CHUNK·B, 4D] block (2-3% of the forward pass)
+        z = jnp.tanh((xp_t + (h @ w).reshape(xp_t.shape) + b) * scale)
         i, f, g, o = _gate_activations(z)
         c_new = f * c + i * g
         h_new = o * jnp.tanh(c_new)
@@ -589,7 +590,7 @@ def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
 
     def chunk(carry, inputs):
         x_c, m_c = inputs
-        xp = (x_c @ wi + bias).reshape(CHUNK, bsz, 4, d)
+        xp = (x_c @ wi).reshape(CHUNK, bsz, 4, d)
         return jax.lax.scan(step, carry, (xp, m_c), unroll=unroll)
 
     (h, c), out = jax.lax.scan(chunk, (h0, c0), (_chunks(xs), _chunks(mask)))
