@@ -479,29 +479,41 @@ def _local_tile(q, k, v, valid, k_before, v_before, valid_before, k_after, v_aft
     """Banded attention on one tile: ``q [R, L, N, H]`` (``L = S·b``, S blocks), ``k, v
     [R, L, K, H]``, key ``valid [R, L]``, and the key block just before and just after the
     tile (``[R, b, ..]``). Query block ``i`` reads key blocks ``i − 1 .. i + 1``
-    (``i − 1, i`` when causal)."""
+    (``i − 1, i`` when causal).
+
+    The tile moves heads ahead of positions first (``[R, K, S, .., H]``), so both products
+    are batched over ``(R, K, S)`` with ``H`` the minor axis of every operand: XLA then runs
+    them without transposing ``H`` against positions, which it otherwise does element by
+    element on the three times larger key windows. On a 2-core CPU (window 16) this ran the
+    forward pass at n 2048 (B 16, d 64) in 11.7 ms against 14.8, and at d 2048 (B 64, n 64)
+    in 47 ms against 75.
+    """
     r, length, n, h = q.shape
     kh = k.shape[2]
     span = length // blk
     width = 2 if causal else 3
-    qb = (q * jnp.asarray(1.0 / math.sqrt(h), q.dtype)).reshape(r, span, blk, kh, n // kh, h)
+    qh = (q * jnp.asarray(1.0 / math.sqrt(h), q.dtype)).reshape(r, span, blk, kh, n // kh, h)
+    qh = jnp.transpose(qh, (0, 3, 1, 4, 2, 5))                          # [R, K, S, G, b, H]
 
-    def windows(x, before, after):                               # [R, S, w·b, ..]
-        x = jnp.concatenate([before, x] if causal else [before, x, after], axis=1)
+    def extend(x, before, after):                                        # [R, L', ..]
+        return jnp.concatenate([before, x] if causal else [before, x, after], axis=1)
+
+    def windows(x):                                   # x [R, .., L', H'] -> [R, .., S, w·b, H']
         return jnp.concatenate(
-            [x[:, i * blk:(i + span) * blk].reshape((r, span, blk) + x.shape[2:])
-             for i in range(width)], axis=2)
-    kn, vn = windows(k, k_before, k_after), windows(v, v_before, v_after)
-    mn = windows(valid, valid_before, valid_after)
+            [x[..., i * blk:(i + span) * blk, :].reshape(x.shape[:-2] + (span, blk, x.shape[-1]))
+             for i in range(width)], axis=-2)
+    kn = windows(jnp.swapaxes(extend(k, k_before, k_after), 1, 2))         # [R, K, S, w·b, H]
+    vn = windows(jnp.swapaxes(extend(v, v_before, v_after), 1, 2))
+    mn = windows(extend(valid, valid_before, valid_after)[..., None])[..., 0]   # [R, S, w·b]
     q_pos = jnp.arange(blk)[:, None]
     k_pos = jnp.arange(width * blk)[None, :] - blk                        # relative to block
     band = jnp.abs(q_pos - k_pos) <= window
     if causal:
         band &= k_pos <= q_pos
-    s = jnp.einsum("RCtKGH,RCuKH->RCKGtu", qb, kn, preferred_element_type=_acc(qb))
-    w = _masked_softmax(s, band & mn[:, :, None, None, None, :])
-    out = jnp.einsum("RCKGtu,RCuKH->RCtKGH", w.astype(v.dtype), vn)
-    return out.reshape(r, length, n, h)
+    s = jnp.einsum("RKSGtH,RKSuH->RKSGtu", qh, kn, preferred_element_type=_acc(qh))
+    w = _masked_softmax(s, band & mn[:, None, :, None, None, :])
+    out = jnp.einsum("RKSGtu,RKSuH->RKSGtH", w.astype(v.dtype), vn)
+    return jnp.transpose(out, (0, 2, 4, 1, 3, 5)).reshape(r, length, n, h)
 
 
 def band_mask(t: int, window: int, causal: bool = False) -> Bool[Array, "T T"]:
