@@ -482,11 +482,12 @@ def _local_tile(q, k, v, valid, k_before, v_before, valid_before, k_after, v_aft
     (``i − 1, i`` when causal).
 
     The tile moves heads ahead of positions first (``[R, K, S, .., H]``), so both products
-    are batched over ``(R, K, S)`` with ``H`` the minor axis of every operand: XLA then runs
-    them without transposing ``H`` against positions, which it otherwise does element by
-    element on the three times larger key windows. On a 2-core CPU (window 16) this ran the
-    forward pass at n 2048 (B 16, d 64) in 11.7 ms against 14.8, and at d 2048 (B 64, n 64)
-    in 47 ms against 75.
+    are batched over ``(R, K, S)`` with ``H`` the minor axis of every operand. With heads
+    left between positions and features, XLA transposed ``H`` against positions element by
+    element on the three times larger key windows. On a 2-core CPU, over seven shapes (B
+    1-64, 1-16 heads of 64, windows 8-64, n 64-4096), this layout took 0.64-1.00x that
+    layout's time forward and 0.74-1.06x forward+backward (B 16, one head, window 16, n 2048:
+    10.4 against 14.6 ms forward).
     """
     r, length, n, h = q.shape
     kh = k.shape[2]
