@@ -1,7 +1,8 @@
 """Vanishing gradients: ‖∂h_T/∂x_t‖ against the distance T − t for Elman RNN, GRU and LSTM.
 
 Each cell at PyTorch's default initialisation (hidden 64, input 32), and an LSTM with its
-forget-gate bias raised by 1, reads random sequences of length 100; :func:`zoo.rnn.gradient_norms` gives the Jacobian norms, averaged over a batch.
+forget-gate bias raised by 1, reads random sequences of length 100;
+:func:`zoo.rnn.gradient_norms` gives the Jacobian norms, averaged over a batch.
 Writes JSON lines, a markdown table of selected distances and a log-scale PNG plot.
 
 Usage:

@@ -395,4 +395,5 @@ def test_lengths_under_jit_skip_the_value_check_but_still_work():
     params = rnn.init(jax.random.key(33), cfg)
     x = _data()
     f = jax.jit(lambda p, x, l: rnn.apply(p, x, l, cfg))
-    assert_close(f(params, x, jnp.asarray(LENGTHS)), rnn.apply(params, x, jnp.asarray(LENGTHS), cfg))
+    lengths = jnp.asarray(LENGTHS)
+    assert_close(f(params, x, lengths), rnn.apply(params, x, lengths, cfg))

@@ -429,5 +429,5 @@ def _numpy_format(dataset):
     return dataset.with_format("numpy") if hasattr(dataset, "with_format") else dataset
 
 
-__all__ = ["load", "load_fasta", "read_fasta", "require_columns", "CharTokenizer", "pad", "process_rows",
-           "Loader", "columns_loader", "sequence_loader"]
+__all__ = ["load", "load_fasta", "read_fasta", "require_columns", "CharTokenizer", "pad",
+           "process_rows", "Loader", "columns_loader", "sequence_loader"]
