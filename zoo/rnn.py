@@ -22,11 +22,12 @@ LSTM (Hochreiter & Schmidhuber 1997, with forget gate, Gers et al. 2000), gates 
     i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
     c_t = f ⊙ c_{t-1} + i ⊙ g,    h_t = o ⊙ tanh(c_t)
 
-A layer runs a cell over time with ``lax.scan``. The input projection ``x W_i + b_i`` never
-runs per step: it is computed once per chunk of :data:`CHUNK` steps, an outer scan around
-the step scan, because the product's output then stays in cache (for the LSTM on a 2-core
-CPU, 1.3-1.6x faster forward than one product over all steps before the scan). Only
-``h W_h`` is inside the step loop. The LSTM evaluates its three sigmoids and one tanh as a
+A layer runs a cell over time with ``lax.scan``. The input projection ``x W_i`` never runs
+per step: it is computed once per chunk of :data:`CHUNK` steps, an outer scan around the step
+scan, because the product's output then stays in cache (for the LSTM on a 2-core CPU,
+1.3-1.6x faster forward than one product over all steps before the scan). Only ``h W_h`` is
+inside the step loop; the biases join the projection (Elman, GRU) or, in the LSTM, the step's
+fused elementwise work. The LSTM evaluates its three sigmoids and one tanh as a
 single ``tanh`` over all gates (``sigmoid(a) = (1 + tanh(a/2)) / 2``, the halving done on the
 pre-activation inside the step) and has a hand-written backward pass
 (:func:`_lstm_backward`) that forms the weight gradients chunk by chunk, as matrix products.
@@ -485,9 +486,9 @@ def _project(p, x):
 
 
 def _split_bias(b_i, b_h, cfg):
-    """Moves the recurrent bias into the input projection (outside the scan) wherever it is
-    added straight to the input's: everywhere but the GRU's ``b_hn``, which the reset gate
-    multiplies (reset_after) or which follows the product with ``r ⊙ h`` (reset_before)."""
+    """Folds the recurrent bias into the input bias wherever it is added straight to the
+    input's: everywhere but the GRU's ``b_hn``, which the reset gate multiplies (reset_after)
+    or which follows the product with ``r ⊙ h`` (reset_before)."""
     if cfg.cell == "gru":
         return b_i.at[:2].add(b_h[:2]), b_h.at[:2].set(0)
     return b_i + b_h, jnp.zeros_like(b_h[:0])
