@@ -4,13 +4,15 @@ Batch 32, hidden 256 (input 256), sequence lengths 64-512, forward and forward+b
 (gradient of the summed outputs with respect to the parameters). All three run on the same
 device in the same process, in rounds of one run of each per case, so their ratios are
 comparable even on a busy machine. Ratios are ``time / PyTorch's time`` (below 1: faster
-than PyTorch).
+than PyTorch). Beside them, the zoo LSTM's matrix products alone in the same loops (no gate
+arithmetic) give a floor for the zoo's time on the device.
 
 Usage:
     python benchmarks/lstm_speed.py [--quick] [--out benchmarks/results] [--unroll 1 8 16]
 """
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from benchmarks.harness import (environment, jax_call, keep_freed_memory, time_i
 from zoo import rnn
 
 BATCH, HIDDEN = 32, 256
+PRODUCTS = "zoo products only"
 
 
 def _zoo_fns(cfg):
@@ -32,6 +35,34 @@ def _zoo_fns(cfg):
 
     def fwd_bwd(p, x):
         return jax.grad(lambda p: jnp.sum(rnn.apply(p, x, None, cfg)))(p)
+    return fwd, fwd_bwd
+
+
+def _products_fns():
+    """The zoo LSTM's matrix products without its gate arithmetic: a floor for its time.
+
+    Same loop structure as the layer (time-major, an outer scan over chunks of
+    :data:`zoo.rnn.CHUNK` steps computing ``X_c W_i`` as one product, an inner scan doing
+    ``h W_h`` each step), with ``h_{t+1} = (x_t W_i + h_t W_h)[:, :D]`` in place of the cell.
+    """
+    def fwd(p, x):
+        w_i = p["layer_0"]["fwd"]["w_i_igd"].reshape(HIDDEN, -1)
+        w_h = p["layer_0"]["fwd"]["w_h_dgd"].reshape(HIDDEN, -1)
+        xs = jnp.swapaxes(x, 0, 1)
+        xs = jnp.pad(xs, ((0, -xs.shape[0] % rnn.CHUNK), (0, 0), (0, 0)))
+        xs = xs.reshape((-1, rnn.CHUNK) + xs.shape[1:])
+
+        def step(h, xp_t):
+            h = (xp_t + h @ w_h)[:, :HIDDEN]
+            return h, h
+
+        def chunk(h, x_c):
+            return jax.lax.scan(step, h, x_c @ w_i, unroll=4)
+        _, ys = jax.lax.scan(chunk, jnp.zeros((x.shape[0], HIDDEN), x.dtype), xs)
+        return jnp.swapaxes(ys.reshape((-1,) + ys.shape[2:])[:x.shape[1]], 0, 1)
+
+    def fwd_bwd(p, x):
+        return jax.grad(lambda p: jnp.sum(fwd(p, x)))(p)
     return fwd, fwd_bwd
 
 
@@ -63,8 +94,8 @@ def _torch_case(x_np, backward):
 
 
 def run_case(length, mode, unrolls, repeats):
-    """Times PyTorch, Flax and the zoo (one record per zoo ``unroll``) on one case, in
-    rounds of one run of each."""
+    """Times PyTorch, Flax, the zoo (one record per zoo ``unroll``) and the zoo's products
+    alone (:func:`_products_fns`) on one case, in rounds of one run of each."""
     key = jax.random.key(length)
     x = jax.random.normal(key, (BATCH, length, HIDDEN), jnp.float32)
     backward = mode == "fwd+bwd"
@@ -72,12 +103,13 @@ def run_case(length, mode, unrolls, repeats):
     module, f_fwd, f_bwd = _flax_fns()
     variables = module.init(jax.random.key(1), x)
     calls["flax OptimizedLSTMCell"] = jax_call(f_bwd if backward else f_fwd, variables, x)
+    cfg = rnn.Config(cell="lstm", in_dim=HIDDEN, hidden_dim=HIDDEN, output="sequence")
+    params = rnn.init(jax.random.key(2), cfg)
     for unroll in unrolls:
-        cfg = rnn.Config(cell="lstm", in_dim=HIDDEN, hidden_dim=HIDDEN, output="sequence",
-                         unroll=unroll)
-        params = rnn.init(jax.random.key(2), cfg)
-        z_fwd, z_bwd = _zoo_fns(cfg)
+        z_fwd, z_bwd = _zoo_fns(dataclasses.replace(cfg, unroll=unroll))
         calls[f"zoo unroll={unroll}"] = jax_call(z_bwd if backward else z_fwd, params, x)
+    p_fwd, p_bwd = _products_fns()
+    calls[PRODUCTS] = jax_call(p_bwd if backward else p_fwd, params, x)
     times = time_interleaved(calls, repeats=repeats, warmup=2)
     base = dict(batch=BATCH, hidden=HIDDEN, length=length, mode=mode)
     torch_t = times["torch.nn.LSTM"]
@@ -97,7 +129,9 @@ def markdown(records, env) -> str:
         "1-minute load average "
         f"{env.get('loadavg_start', float('nan')):.1f} at the start, "
         f"{env.get('loadavg_end', float('nan')):.1f} at the end (other jobs share the CPU: "
-        "a load above the core count makes every figure, PyTorch's most, unreliable).",
+        "a load above the core count makes every figure, PyTorch's most, unreliable). "
+        f"`{PRODUCTS}` runs the zoo LSTM's matrix products in the same loops without the gate "
+        "arithmetic: a floor for the zoo's time on this device.",
         "",
         "| length | mode | implementation | time ms | ratio to torch |",
         "|---|---|---|---|---|",

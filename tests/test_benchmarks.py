@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from benchmarks import harness
 
 
-def test_lstm_speed_times_all_three_in_one_run(tmp_path):
+def test_lstm_speed_times_all_implementations_in_one_run(tmp_path):
     pytest.importorskip("torch")
     from benchmarks import lstm_speed
     for _ in range(2):      # a second run replaces the first one's records
@@ -22,7 +24,8 @@ def test_lstm_speed_times_all_three_in_one_run(tmp_path):
                (tmp_path / "lstm_speed.jsonl").read_text().splitlines()]
     assert sorted((r["mode"], r["impl"]) for r in records) == sorted(
         (mode, impl) for mode in ("fwd", "fwd+bwd")
-        for impl in ("torch.nn.LSTM", "flax OptimizedLSTMCell", "zoo unroll=1"))
+        for impl in ("torch.nn.LSTM", "flax OptimizedLSTMCell", "zoo unroll=1",
+                     "zoo products only"))
     for r in records:
         assert r["repeats"] == 2 and 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
         if r["impl"] == "torch.nn.LSTM":
@@ -79,3 +82,25 @@ def test_keep_freed_memory_stops_page_faults_on_reuse():
 def test_keep_freed_memory_refuses_bad_threshold(bad):
     with pytest.raises(ValueError, match="trim_threshold"):
         harness.keep_freed_memory(bad)
+
+
+def test_lstm_products_floor_runs_the_layers_products():
+    # The floor's forward is the recurrence h_{t+1} = (x_t W_i + h_t W_h)[:, :D] with the
+    # zoo's weights, checked against a NumPy loop over steps (length not a multiple of CHUNK).
+    import numpy as np
+    from benchmarks import lstm_speed
+    from zoo import rnn
+    cfg = rnn.Config(cell="lstm", in_dim=lstm_speed.HIDDEN, hidden_dim=lstm_speed.HIDDEN,
+                     output="sequence")
+    params = rnn.init(jax.random.key(0), cfg)
+    x = jax.random.normal(jax.random.key(1), (2, 19, lstm_speed.HIDDEN)) * 0.1
+    fwd, fwd_bwd = lstm_speed._products_fns()
+    w_i = np.asarray(params["layer_0"]["fwd"]["w_i_igd"], np.float64).reshape(256, -1)
+    w_h = np.asarray(params["layer_0"]["fwd"]["w_h_dgd"], np.float64).reshape(256, -1)
+    h, want = np.zeros((2, 256)), []
+    for t in range(19):
+        h = (np.asarray(x[:, t], np.float64) @ w_i + h @ w_h)[:, :256]
+        want.append(h)
+    np.testing.assert_allclose(fwd(params, x), np.stack(want, 1), rtol=1e-4, atol=1e-5)
+    grads = fwd_bwd(params, x)
+    assert float(jnp.abs(grads["layer_0"]["fwd"]["w_h_dgd"]).sum()) > 0
