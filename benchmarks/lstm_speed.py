@@ -38,27 +38,27 @@ def _zoo_fns(cfg):
     return fwd, fwd_bwd
 
 
-def _products_fns():
+def _products_fns(cfg):
     """The zoo LSTM's matrix products without its gate arithmetic: a floor for its time.
 
-    Same loop structure as the layer (time-major, an outer scan over chunks of
-    :data:`zoo.rnn.CHUNK` steps computing ``X_c W_i`` as one product, an inner scan doing
-    ``h W_h`` each step), with ``h_{t+1} = (x_t W_i + h_t W_h)[:, :D]`` in place of the cell.
+    The layer's own loops (time-major, padded and cut into chunks of :data:`zoo.rnn.CHUNK`
+    steps by its helpers; per chunk ``X_c W_i`` as one product, per step ``h W_h``, unrolled
+    as ``cfg`` says), with ``h_{t+1} = (x_t W_i + h_t W_h)[:, :D]`` in place of the cell.
     """
+    d = cfg.hidden_dim
+
     def fwd(p, x):
-        w_i = p["layer_0"]["fwd"]["w_i_igd"].reshape(HIDDEN, -1)
-        w_h = p["layer_0"]["fwd"]["w_h_dgd"].reshape(HIDDEN, -1)
-        xs = jnp.swapaxes(x, 0, 1)
-        xs = jnp.pad(xs, ((0, -xs.shape[0] % rnn.CHUNK), (0, 0), (0, 0)))
-        xs = xs.reshape((-1, rnn.CHUNK) + xs.shape[1:])
+        w_i = p["layer_0"]["fwd"]["w_i_igd"].reshape(cfg.in_dim, -1)
+        w_h = p["layer_0"]["fwd"]["w_h_dgd"].reshape(d, -1)
+        xs, _ = rnn._pad_to_chunks(jnp.swapaxes(x, 0, 1), None)
 
         def step(h, xp_t):
-            h = (xp_t + h @ w_h)[:, :HIDDEN]
+            h = (xp_t + h @ w_h)[:, :d]
             return h, h
 
         def chunk(h, x_c):
-            return jax.lax.scan(step, h, x_c @ w_i, unroll=4)
-        _, ys = jax.lax.scan(chunk, jnp.zeros((x.shape[0], HIDDEN), x.dtype), xs)
+            return jax.lax.scan(step, h, x_c @ w_i, unroll=cfg.steps_per_iteration)
+        _, ys = jax.lax.scan(chunk, jnp.zeros((x.shape[0], d), x.dtype), rnn._chunks(xs))
         return jnp.swapaxes(ys.reshape((-1,) + ys.shape[2:])[:x.shape[1]], 0, 1)
 
     def fwd_bwd(p, x):
@@ -108,7 +108,7 @@ def run_case(length, mode, unrolls, repeats):
     for unroll in unrolls:
         z_fwd, z_bwd = _zoo_fns(dataclasses.replace(cfg, unroll=unroll))
         calls[f"zoo unroll={unroll}"] = jax_call(z_bwd if backward else z_fwd, params, x)
-    p_fwd, p_bwd = _products_fns()
+    p_fwd, p_bwd = _products_fns(cfg)
     calls[PRODUCTS] = jax_call(p_bwd if backward else p_fwd, params, x)
     times = time_interleaved(calls, repeats=repeats, warmup=2)
     base = dict(batch=BATCH, hidden=HIDDEN, length=length, mode=mode)

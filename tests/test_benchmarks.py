@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from benchmarks import harness
@@ -87,19 +88,18 @@ def test_keep_freed_memory_refuses_bad_threshold(bad):
 def test_lstm_products_floor_runs_the_layers_products():
     # The floor's forward is the recurrence h_{t+1} = (x_t W_i + h_t W_h)[:, :D] with the
     # zoo's weights, checked against a NumPy loop over steps (length not a multiple of CHUNK).
-    import numpy as np
     from benchmarks import lstm_speed
     from zoo import rnn
-    cfg = rnn.Config(cell="lstm", in_dim=lstm_speed.HIDDEN, hidden_dim=lstm_speed.HIDDEN,
-                     output="sequence")
+    d = lstm_speed.HIDDEN
+    cfg = rnn.Config(cell="lstm", in_dim=d, hidden_dim=d, output="sequence")
     params = rnn.init(jax.random.key(0), cfg)
-    x = jax.random.normal(jax.random.key(1), (2, 19, lstm_speed.HIDDEN)) * 0.1
-    fwd, fwd_bwd = lstm_speed._products_fns()
-    w_i = np.asarray(params["layer_0"]["fwd"]["w_i_igd"], np.float64).reshape(256, -1)
-    w_h = np.asarray(params["layer_0"]["fwd"]["w_h_dgd"], np.float64).reshape(256, -1)
-    h, want = np.zeros((2, 256)), []
+    x = jax.random.normal(jax.random.key(1), (2, 19, d)) * 0.1
+    fwd, fwd_bwd = lstm_speed._products_fns(cfg)
+    w_i = np.asarray(params["layer_0"]["fwd"]["w_i_igd"], np.float64).reshape(d, -1)
+    w_h = np.asarray(params["layer_0"]["fwd"]["w_h_dgd"], np.float64).reshape(d, -1)
+    h, want = np.zeros((2, d)), []
     for t in range(19):
-        h = (np.asarray(x[:, t], np.float64) @ w_i + h @ w_h)[:, :256]
+        h = (np.asarray(x[:, t], np.float64) @ w_i + h @ w_h)[:, :d]
         want.append(h)
     np.testing.assert_allclose(fwd(params, x), np.stack(want, 1), rtol=1e-4, atol=1e-5)
     grads = fwd_bwd(params, x)
