@@ -80,10 +80,16 @@ def test_equals_torch_with_copied_weights(cell, layers_dirs):
         assert_close(state.c, c_ref)
 
 
+# A batch the LSTM runs as rnn.LSTM_BATCH_GROUPS groups of interleaved rows; lengths differ
+# within each group, so a group mixes finished and running sequences.
+GROUPED_LENGTHS = np.array([7, 2, 5, 7, 1, 6, 3, 4])
+
+
 @pytest.mark.parametrize("cell, t, lengths", [
     ("gru", T, LENGTHS), ("lstm", T, LENGTHS),
     # several chunks of rnn.CHUNK steps, lengths ending inside, at and before a chunk's end
-    ("lstm", 2 * rnn.CHUNK + 5, [2 * rnn.CHUNK + 5, rnn.CHUNK + 1, rnn.CHUNK])])
+    ("lstm", 2 * rnn.CHUNK + 5, [2 * rnn.CHUNK + 5, rnn.CHUNK + 1, rnn.CHUNK]),
+    ("lstm", T, GROUPED_LENGTHS)], ids=["gru", "lstm", "lstm-chunks", "lstm-grouped-rows"])
 def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
         cell, t, lengths):
     # The LSTM's hand-written backward (and the GRU's autodiff) against PyTorch's autograd in
@@ -92,9 +98,10 @@ def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
     torch = pytest.importorskip("torch")
     cfg = _cfg(cell, 2, True, dtype="float64")
     lengths = np.asarray(lengths)
+    B = len(lengths)
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: a.astype(jnp.float64), rnn.init(jax.random.key(7), cfg))
-        x = _data(8, t=t).astype(jnp.float64)
+        x = _data(8, b=B, t=t).astype(jnp.float64)
         keys = jax.random.split(jax.random.key(9), 5)
         h0 = jax.random.normal(keys[0], (B, 4, D), jnp.float64)
         c0 = jax.random.normal(keys[1], (B, 4, D), jnp.float64) if cell == "lstm" else None
@@ -151,6 +158,32 @@ def test_padded_batch_equals_torch_packed_sequences(cell):
     y_ref, h_ref, _ = _torch_run(_torch_module(params, cfg), x, LENGTHS)
     assert_close(y, y_ref)
     assert_close(state.h, h_ref)
+
+
+def test_lstm_grouped_rows_equal_torch_packed_sequences():
+    # B 8 runs as rnn.LSTM_BATCH_GROUPS groups of rows (B 3 above runs as one): outputs and
+    # both final states against PyTorch, with an initial state, over 2 chunks of steps.
+    assert rnn._batch_groups(len(GROUPED_LENGTHS)) == rnn.LSTM_BATCH_GROUPS > 1
+    cfg = _cfg("lstm", 1, True)
+    params = rnn.init(jax.random.key(30), cfg)
+    t = rnn.CHUNK + 3
+    lengths = GROUPED_LENGTHS * 2
+    x = _data(31, b=len(lengths), t=t)
+    h0, c0 = jax.random.normal(jax.random.key(32), (2, len(lengths), 2, D))
+    y, state = rnn.apply(params, x, jnp.asarray(lengths), cfg, return_state=True,
+                         initial_state=rnn.State(h0, c0))
+    torch = pytest.importorskip("torch")
+    module = _torch_module(params, cfg)
+    to_t = lambda a: torch.from_numpy(np.asarray(a, np.float64).swapaxes(0, 1).copy())
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        torch.from_numpy(np.asarray(x, np.float64)), torch.as_tensor(lengths),
+        batch_first=True, enforce_sorted=False)
+    with torch.no_grad():
+        y_ref, (h_ref, c_ref) = module(packed, (to_t(h0), to_t(c0)))
+    y_ref, _ = torch.nn.utils.rnn.pad_packed_sequence(y_ref, batch_first=True, total_length=t)
+    assert_close(y, y_ref.numpy())
+    assert_close(state.h, h_ref.numpy().swapaxes(0, 1))
+    assert_close(state.c, c_ref.numpy().swapaxes(0, 1))
 
 
 def test_elman_relu_equals_torch():
