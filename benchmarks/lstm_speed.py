@@ -2,8 +2,9 @@
 
 Batch 32, hidden 256 (input 256), sequence lengths 64-512, forward and forward+backward
 (gradient of the summed outputs with respect to the parameters). All three run on the same
-device in the same process, in rounds of one run of each per case, so their ratios are
-comparable even on a busy machine. Ratios are ``time / PyTorch's time`` (below 1: faster
+device in the same process, in rounds of one timed run of each per case, so their ratios are
+comparable even on a busy machine; an untimed run of the same call comes right before each
+timed run, so that none is timed in the wake of another library's threads. Ratios are ``time / PyTorch's time`` (below 1: faster
 than PyTorch). Beside them, the zoo LSTM's matrix products alone in the same loops (no gate
 arithmetic) give a floor for the zoo's time on the device.
 
@@ -110,7 +111,7 @@ def run_case(length, mode, unrolls, repeats):
         calls[f"zoo unroll={unroll}"] = jax_call(z_bwd if backward else z_fwd, params, x)
     p_fwd, p_bwd = _products_fns(cfg)
     calls[PRODUCTS] = jax_call(p_bwd if backward else p_fwd, params, x)
-    times = time_interleaved(calls, repeats=repeats, warmup=2)
+    times = time_interleaved(calls, repeats=repeats, warmup=2, lead=1)
     base = dict(batch=BATCH, hidden=HIDDEN, length=length, mode=mode)
     torch_t = times["torch.nn.LSTM"]
     return [{**base, "impl": impl, **t, "ratio_to_torch": t["median_s"] / torch_t["median_s"],
@@ -124,7 +125,8 @@ def markdown(records, env) -> str:
         f"Device: {env['device_kind']} ({env['platform']}, {env['cpu']}), "
         f"jax {env['jax']}, flax {env.get('flax')}, torch {env.get('torch')}; "
         f"batch {BATCH}, hidden {HIDDEN}, input {HIDDEN}, float32. "
-        "Median of the repeats in ms (min in brackets); ratio = median / PyTorch's median, "
+        "Median of the repeats in ms (min in brackets), each timed run right after an untimed "
+        "run of the same call; ratio = median / PyTorch's median, "
         "and the same for the minima (steadier when other work lands on a few rounds). "
         f"{env.get('torch_threads')} PyTorch threads; memory allocator: {env.get('malloc')}; "
         "1-minute load average "

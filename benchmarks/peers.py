@@ -120,7 +120,7 @@ def run_case(case: dict, repeats: int) -> list[dict]:
         torch_call = _torch_call(case, np.asarray(x), mode == "fwd+bwd")
         if torch_call:
             calls["torch"] = torch_call
-        times = harness.time_interleaved(calls, repeats=repeats)
+        times = harness.time_interleaved(calls, repeats=repeats, lead=1)
         rec = {"layer": case["layer"], "shape": case["shape"], "mode": mode}
         for impl, t in times.items():
             rec[f"{impl}_median_s"] = t["median_s"]

@@ -44,6 +44,16 @@ def test_interleaved_timing_and_sweep_shapes_refuse_bad_arguments():
         table1.d_shape("lstm2", table1.SWEEPS["quick"])
 
 
+def test_interleaved_timing_runs_each_call_in_rounds_with_its_lead_runs():
+    log = []
+    calls = {name: (lambda name=name: log.append(name)) for name in "ab"}
+    times = harness.time_interleaved(calls, repeats=3, warmup=1, lead=2)
+    assert log == ["a", "b"] + ["a", "a", "a", "b", "b", "b"] * 3
+    assert [times[n]["repeats"] for n in "ab"] == [3, 3]
+    with pytest.raises(ValueError, match="lead"):
+        harness.time_interleaved(calls, lead=-1)
+
+
 _FAULT_PROBE = """
 import ctypes, ctypes.util, resource
 from benchmarks import harness
