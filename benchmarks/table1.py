@@ -672,7 +672,8 @@ def main(argv=None) -> int:
         (out / "peers.jsonl").unlink(missing_ok=True)
         harness.write_jsonl(out / "peers.jsonl", peer_records)
         report += ("\n## The zoo beside Flax and PyTorch\n\nSame sizes, same process, "
-                   "interleaved; ratios are zoo time / peer time (below 1: the zoo is faster)."
+                   "interleaved, each timed run right after an untimed run of the same call; "
+                   "ratios are zoo time / peer time (below 1: the zoo is faster)."
                    "\n\n" + peers.markdown(peer_records))
     (out / "report.md").write_text(report)
     plots(records, summary, out)
