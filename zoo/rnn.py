@@ -566,9 +566,9 @@ def _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll):
 #: The LSTM's step loop runs its batch as this many independent groups of rows (rows
 #: ``b`` with ``b % n == k``), each with its own recurrent product and gate arithmetic, where
 #: every group keeps at least :data:`LSTM_MIN_GROUP_ROWS` rows (else one group). Equal to
-#: one group up to float32 rounding (smaller products may sum in another order). On a
-#: 2-core CPU (D 256), 2 groups against 1, min of 9 runs: B 32 forward 5-6% and
-#: forward+backward 9-10% faster at T 64 and 256; B 8-64 at T 128 forward 2-5%,
+#: one group up to float32 rounding (smaller products may sum in another order); read when a
+#: program is traced. On a 2-core CPU (D 256), 2 groups against 1, min of 9 runs: B 32
+#: forward 5% and forward+backward 9% faster at T 64 and 256; B 8-64 at T 128 forward 2-5%,
 #: forward+backward 7-15%; 4 groups at B 32-64 were slower than 2.
 LSTM_BATCH_GROUPS = 2
 LSTM_MIN_GROUP_ROWS = 4
