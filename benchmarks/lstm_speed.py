@@ -4,9 +4,10 @@ Batch 32, hidden 256 (input 256), sequence lengths 64-512, forward and forward+b
 (gradient of the summed outputs with respect to the parameters). All three run on the same
 device in the same process, in rounds of one timed run of each per case, so their ratios are
 comparable even on a busy machine; an untimed run of the same call comes right before each
-timed run, so that none is timed in the wake of another library's threads. Ratios are ``time / PyTorch's time`` (below 1: faster
-than PyTorch). Beside them, the zoo LSTM's matrix products alone in the same loops (no gate
-arithmetic) give a floor for the zoo's time on the device.
+timed run, so that none is timed in the wake of another library's threads. Ratios are
+``time / PyTorch's time`` (below 1: faster than PyTorch). Beside them, the zoo LSTM's
+matrix products alone in the same loops (no gate arithmetic) give a floor for the zoo's time
+on the device.
 
 Usage:
     python benchmarks/lstm_speed.py [--quick] [--out benchmarks/results] [--unroll 1 8 16]
@@ -42,16 +43,18 @@ def _zoo_fns(cfg):
 def _products_fns(cfg):
     """The zoo LSTM's matrix products without its gate arithmetic: a floor for its time.
 
-    The layer's own loops (time-major, padded and cut into chunks of :data:`zoo.rnn.CHUNK`
-    steps by its helpers; per chunk ``X_c W_i`` as one product, per step ``h W_h``, unrolled
-    as ``cfg`` says), with ``h_{t+1} = (x_t W_i + h_t W_h)[:, :D]`` in place of the cell.
+    The layer's own loops (time-major, padded and cut into chunks of
+    :meth:`zoo.rnn.Config.chunk_length` steps by its helpers; per chunk ``X_c W_i`` as one
+    product, per step ``h W_h``, unrolled as ``cfg`` says), with
+    ``h_{t+1} = (x_t W_i + h_t W_h)[:, :D]`` in place of the cell.
     """
     d = cfg.hidden_dim
 
     def fwd(p, x):
         w_i = p["layer_0"]["fwd"]["w_i_igd"].reshape(cfg.in_dim, -1)
         w_h = p["layer_0"]["fwd"]["w_h_dgd"].reshape(d, -1)
-        xs, _ = rnn._pad_to_chunks(jnp.swapaxes(x, 0, 1), None)
+        steps = cfg.chunk_length(x.shape[1], x.shape[0], x.dtype.itemsize)
+        xs, _ = rnn._pad_to_chunks(jnp.swapaxes(x, 0, 1), None, steps)
 
         def step(h, xp_t):
             h = (xp_t + h @ w_h)[:, :d]
@@ -59,7 +62,8 @@ def _products_fns(cfg):
 
         def chunk(h, x_c):
             return jax.lax.scan(step, h, x_c @ w_i, unroll=cfg.steps_per_iteration)
-        _, ys = jax.lax.scan(chunk, jnp.zeros((x.shape[0], d), x.dtype), rnn._chunks(xs))
+        _, ys = jax.lax.scan(chunk, jnp.zeros((x.shape[0], d), x.dtype),
+                             rnn._chunks(xs, steps))
         return jnp.swapaxes(ys.reshape((-1,) + ys.shape[2:])[:x.shape[1]], 0, 1)
 
     def fwd_bwd(p, x):

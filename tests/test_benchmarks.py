@@ -101,7 +101,7 @@ def test_lstm_products_floor_runs_the_layers_products():
     from benchmarks import lstm_speed
     from zoo import rnn
     d = lstm_speed.HIDDEN
-    cfg = rnn.Config(cell="lstm", in_dim=d, hidden_dim=d, output="sequence")
+    cfg = rnn.Config(cell="lstm", in_dim=d, hidden_dim=d, output="sequence", chunk=rnn.CHUNK)
     params = rnn.init(jax.random.key(0), cfg)
     x = jax.random.normal(jax.random.key(1), (2, 19, d)) * 0.1
     fwd, fwd_bwd = lstm_speed._products_fns(cfg)

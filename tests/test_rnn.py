@@ -87,7 +87,8 @@ GROUPED_LENGTHS = np.array([7, 2, 5, 7, 1, 6, 3, 4])
 
 @pytest.mark.parametrize("cell, t, lengths", [
     ("gru", T, LENGTHS), ("lstm", T, LENGTHS),
-    # several chunks of rnn.CHUNK steps, lengths ending inside, at and before a chunk's end
+    # several chunks of rnn.CHUNK steps (set: chunks of this small layer would cover the
+    # whole sequence), lengths ending inside, at and before a chunk's end
     ("lstm", 2 * rnn.CHUNK + 5, [2 * rnn.CHUNK + 5, rnn.CHUNK + 1, rnn.CHUNK]),
     ("lstm", T, GROUPED_LENGTHS)], ids=["gru", "lstm", "lstm-chunks", "lstm-grouped-rows"])
 def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
@@ -96,7 +97,7 @@ def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
     # float64: parameters, inputs and the initial state, through 2 bidirectional layers over
     # padded sequences, with random cotangents on the outputs and on the final state.
     torch = pytest.importorskip("torch")
-    cfg = _cfg(cell, 2, True, dtype="float64")
+    cfg = _cfg(cell, 2, True, dtype="float64", chunk=rnn.CHUNK if t > rnn.CHUNK else None)
     lengths = np.asarray(lengths)
     B = len(lengths)
     with jax.enable_x64(True):
@@ -164,7 +165,7 @@ def test_lstm_grouped_rows_equal_torch_packed_sequences():
     # B 8 runs as rnn.LSTM_BATCH_GROUPS groups of rows (B 3 above runs as one): outputs and
     # both final states against PyTorch, with an initial state, over 2 chunks of steps.
     assert rnn._batch_groups(len(GROUPED_LENGTHS)) == rnn.LSTM_BATCH_GROUPS > 1
-    cfg = _cfg("lstm", 1, True)
+    cfg = _cfg("lstm", 1, True, chunk=rnn.CHUNK)
     params = rnn.init(jax.random.key(30), cfg)
     t = rnn.CHUNK + 3
     lengths = GROUPED_LENGTHS * 2
@@ -338,6 +339,45 @@ def test_unroll_does_not_change_results():
     base = rnn.apply(params, x, jnp.asarray(LENGTHS), cfg)
     assert_close(rnn.apply(params, x, jnp.asarray(LENGTHS), dataclasses.replace(cfg, unroll=4)),
                  base)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_chunk_length_does_not_change_results(cell):
+    # One chunk (the default for this small layer), chunks of 2 and of 3 steps (T 7 padded
+    # to 9 with masked steps), with lengths, outputs, final state and gradients.
+    cfg = _cfg(cell, 1, True)
+    assert cfg.chunk_length(T, B, 4) == T
+    params = rnn.init(jax.random.key(33), cfg)
+    x = _data(34)
+
+    def run(c):
+        f = lambda p: rnn.apply(p, x, jnp.asarray(LENGTHS), dataclasses.replace(cfg, chunk=c),
+                                return_state=True)
+        out = f(params)
+        return out, jax.grad(lambda p: jnp.sum(jnp.sin(f(p)[0])))(params)
+    base = run(None)
+    for c in (2, 3):
+        for got, want in zip(jax.tree.leaves(run(c)), jax.tree.leaves(base), strict=True):
+            assert_close(got, want)
+
+
+def test_chunk_length_policy():
+    cfg = rnn.Config(cell="lstm", in_dim=256, hidden_dim=256)
+    # B 32: 16 steps of [32, 4·256] float32 fill CHUNK_BYTES (2 MiB), so cap = 16
+    assert rnn.CHUNK_BYTES == 2 << 20
+    assert cfg.chunk_length(16, 32, 4) == 16             # fits: one chunk
+    assert cfg.chunk_length(256, 32, 4) == 16
+    assert cfg.chunk_length(100, 32, 4) == 10            # largest divisor <= 16, above 8
+    assert cfg.chunk_length(33, 32, 4) == 11             # 3 chunks, no padded step
+    assert cfg.chunk_length(37, 32, 4) == 13             # prime: 3 chunks, 2 padded steps
+    assert cfg.chunk_length(512, 256, 4) == rnn.CHUNK    # never below CHUNK steps
+    assert cfg.chunk_length(512, 8, 4) == 64             # B 8: cap 64
+    assert cfg.chunk_length(512, 8, 2) == 128            # 2-byte numbers: cap 128
+    gru = dataclasses.replace(cfg, cell="gru")          # at most 21 steps of [32, 3·256]
+    assert gru.chunk_length(256, 32, 4) == 16
+    assert dataclasses.replace(cfg, chunk=5).chunk_length(512, 8, 4) == 5
+    with pytest.raises(ValueError, match="chunk"):
+        dataclasses.replace(cfg, chunk=0)
 
 
 def test_gradient_norms_decay_faster_for_elman_than_lstm():

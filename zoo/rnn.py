@@ -23,9 +23,10 @@ LSTM (Hochreiter & Schmidhuber 1997, with forget gate, Gers et al. 2000), gates 
     c_t = f ⊙ c_{t-1} + i ⊙ g,    h_t = o ⊙ tanh(c_t)
 
 A layer runs a cell over time with ``lax.scan``. The input projection ``x W_i`` never runs
-per step: it is computed once per chunk of :data:`CHUNK` steps, an outer scan around the step
-scan, because the product's output then stays in cache (for the LSTM on a 2-core CPU,
-1.3-1.6x faster forward than one product over all steps before the scan). Only ``h W_h`` is
+per step: it is computed once per chunk of steps, an outer scan around the step scan, because
+the product's output then stays in cache (for the LSTM at B 32, D 256 on a 2-core CPU,
+1.3-1.6x faster forward than one product over all steps before the scan; a small layer's
+chunk grows to the whole sequence, see :data:`CHUNK` and :data:`CHUNK_BYTES`). Only ``h W_h`` is
 inside the step loop; the biases join the projection (Elman, GRU) or, in the LSTM, the step's
 fused elementwise work. The LSTM evaluates its three sigmoids and one tanh as a
 single ``tanh`` over all gates (``sigmoid(a) = (1 + tanh(a/2)) / 2``, the halving done on the
@@ -112,6 +113,8 @@ class Config:
         unroll: time steps per iteration of the scan's loop (speed only); ``None`` picks
             the cell's measured best on CPU: 4 for the LSTM, 1 for the others. The LSTM's
             hand-written backward loop runs one step per iteration whatever this says.
+        chunk: time steps per input-projection product (speed only; see :data:`CHUNK`);
+            ``None`` sizes chunks by :data:`CHUNK_BYTES`.
         implementation: ``"xla"`` (scan), ``"cudnn"`` (GPU LSTM only) or ``"auto"``.
         dtype: computation dtype (params stay float32).
     """
@@ -125,6 +128,7 @@ class Config:
     activation: str = "tanh"
     reset_after: bool = True
     unroll: int | None = None
+    chunk: int | None = None
     implementation: str = "xla"
     dtype: str = "float32"
 
@@ -141,6 +145,8 @@ class Config:
         _checks.one_of(self.reset_after, "reset_after", (False, True))
         if self.unroll is not None:
             _checks.positive_int(self.unroll, "unroll")
+        if self.chunk is not None:
+            _checks.positive_int(self.chunk, "chunk")
         _checks.one_of(self.implementation, "implementation", ("xla", "cudnn", "auto"))
         _checks.dtype_name(self.dtype)
 
@@ -148,6 +154,25 @@ class Config:
     def steps_per_iteration(self) -> int:
         """``unroll``, or the cell's default (LSTM 4: 1.3x faster forward at B 32, D 256)."""
         return self.unroll or (4 if self.cell == "lstm" else 1)
+
+    def chunk_length(self, t: int, b: int, itemsize: int) -> int:
+        """Steps per chunk for ``t`` steps of a batch of ``b``: ``chunk`` if set; else at
+        most ``cap`` steps, as many as keep one chunk's projection (``C·B·G·D`` numbers of
+        ``itemsize`` bytes) within :data:`CHUNK_BYTES` but at least :data:`CHUNK`: all
+        ``t`` if they fit, else the largest divisor of ``t`` above ``cap / 2`` (no padded
+        steps, which would cost a mask), else ``t`` spread evenly over the chunks it needs.
+
+        >>> cfg = Config(cell="lstm", in_dim=256, hidden_dim=256)
+        >>> cfg.chunk_length(256, 32, 4), cfg.chunk_length(128, 16, 4), cfg.chunk_length(7, 3, 4)
+        (16, 32, 7)
+        """
+        if self.chunk is not None:
+            return self.chunk
+        cap = max(CHUNK, CHUNK_BYTES // (b * self.gates * self.hidden_dim * itemsize))
+        if t <= cap:
+            return t
+        divisor = max(c for c in range(1, cap + 1) if t % c == 0)
+        return divisor if 2 * divisor > cap else -(-t // -(-t // cap))
 
     @property
     def directions(self) -> int:
@@ -299,19 +324,27 @@ def zero_state(batch_size: int, cfg: Config) -> State:
     return State(zeros, zeros if cfg.cell == "lstm" else None)
 
 
-#: Time steps whose input projection a layer computes at once, inside its scan: a
-#: ``[CHUNK·B, I] @ [I, G·D]`` product whose output stays in cache. For the LSTM at B 32,
-#: D 256, T 256 on a 2-core CPU, chunks of 8-64 steps ran the forward pass in 50-71 ms
-#: against 74-82 ms for one product over all steps before the scan.
+#: A layer computes its input projection a chunk of ``C`` steps at a time, inside its scan:
+#: a ``[C·B, I] @ [I, G·D]`` product whose output stays in cache. ``C`` is at least this
+#: many steps, and more while the product's output stays within :data:`CHUNK_BYTES`
+#: (:meth:`Config.chunk_length`). For the LSTM at B 32, D 256, T 256 on a 2-core CPU, chunks
+#: of 8-64 steps ran the forward pass in 50-71 ms against 74-82 ms for one product over all
+#: steps before the scan; 16 and 32 steps ran alike.
 CHUNK = 16
+#: Size of one chunk's projection output below which chunks grow past :data:`CHUNK` steps.
+#: On a 2-core CPU, min of 9 runs, B 16, D 128, T 128 (64-step chunks against 16): LSTM
+#: forward 4.77 against 5.12 ms, forward+backward 12.7 against 13.2; GRU forward 3.66
+#: against 4.18 ms, forward+backward 17.8 against 17.4. Twice this size (32-step chunks at
+#: B 32, D 256) ran the GRU's forward+backward 7% slower.
+CHUNK_BYTES = 2 << 20
 
 
 def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State, cfg: Config,
               *, reverse: bool = False):
     """One direction of one layer over time-major inputs: ``(final State, ys [T, B, D])``.
 
-    The input projection is hoisted out of the step loop (one product per :data:`CHUNK`
-    steps); the step loop does ``h W_h`` only.
+    The input projection is hoisted out of the step loop (one product per chunk of
+    :meth:`Config.chunk_length` steps); the step loop does ``h W_h`` only.
     ``mask`` ``[T, B]`` (or ``None``) freezes the carry and zeroes the output past each
     length; ``reverse`` runs each sequence from its own last element back to its first.
     """
@@ -319,11 +352,12 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
         xs = _reverse_padded(xs, lengths)
     t, b = xs.shape[:2]
     g, d = cfg.gates, cfg.hidden_dim
+    steps = cfg.chunk_length(t, b, xs.dtype.itemsize)
     b_in, b_h = _split_bias(p["b_i_gd"].astype(xs.dtype), p["b_h_gd"].astype(xs.dtype), cfg)
     w_h = p["w_h_dgd"].astype(xs.dtype)
     if cfg.cell == "lstm":
         ys, h, c = _lstm_layer(xs, p["w_i_igd"].astype(xs.dtype), b_in, w_h, carry.h, carry.c,
-                               mask, cfg.steps_per_iteration)
+                               mask, cfg.steps_per_iteration, steps)
         return State(h, c), (_reverse_padded(ys, lengths) if reverse else ys)
     core = _CORES[cfg.cell]
     w_i = p["w_i_igd"].astype(xs.dtype).reshape(-1, g * d)
@@ -341,23 +375,23 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
         x_c, m_c = inputs
         # one [C, B, D] array per gate: XLA's CPU code for a step that slices the gate
         # axis out of its dynamically indexed input ran the GRU step ~2x slower
-        xp = (x_c @ w_i + b_in.reshape(-1)).reshape(CHUNK, b, g, d)
+        xp = (x_c @ w_i + b_in.reshape(-1)).reshape(steps, b, g, d)
         xp = tuple(xp[:, :, k] for k in range(g))
         return jax.lax.scan(step, carry, (xp, m_c), unroll=cfg.steps_per_iteration)
 
-    xs, mask = _pad_to_chunks(xs, mask)
-    carry, ys = jax.lax.scan(chunk, carry, (_chunks(xs), _chunks(mask)))
+    xs, mask = _pad_to_chunks(xs, mask, steps)
+    carry, ys = jax.lax.scan(chunk, carry, (_chunks(xs, steps), _chunks(mask, steps)))
     ys = ys.reshape((-1,) + ys.shape[2:])[:t]
     if reverse:
         ys = _reverse_padded(ys, lengths)
     return carry, ys
 
 
-def _pad_to_chunks(xs, mask):
-    """Pads time-major ``xs [T, B, ..]`` to a multiple of :data:`CHUNK` steps; the padded
-    steps are masked (carry frozen, output zero). Returns ``(xs, mask)``."""
+def _pad_to_chunks(xs, mask, steps):
+    """Pads time-major ``xs [T, B, ..]`` to a multiple of ``steps``; the padded steps are
+    masked (carry frozen, output zero). Returns ``(xs, mask)``."""
     t = xs.shape[0]
-    pad = -t % CHUNK
+    pad = -t % steps
     if not pad:
         return xs, mask
     keep = jnp.arange(t + pad) < t
@@ -366,9 +400,9 @@ def _pad_to_chunks(xs, mask):
     return jnp.pad(xs, ((0, pad),) + ((0, 0),) * (xs.ndim - 1)), mask
 
 
-def _chunks(a):
-    """``[T, ..] -> [T/CHUNK, CHUNK, ..]`` (``None`` stays ``None``)."""
-    return None if a is None else a.reshape((a.shape[0] // CHUNK, CHUNK) + a.shape[1:])
+def _chunks(a, steps):
+    """``[T, ..] -> [T/steps, steps, ..]`` (``None`` stays ``None``)."""
+    return None if a is None else a.reshape((a.shape[0] // steps, steps) + a.shape[1:])
 
 
 # --- cells ------------------------------------------------------------------------------------
@@ -535,14 +569,15 @@ _CORES = {"rnn": _core_rnn, "gru": _core_gru}        # the LSTM layer runs _lstm
 
 # --- the LSTM layer with a hand-written backward pass -------------------------------------------
 
-def _lstm_layer(xs, w_i, b, w_h, h0, c0, mask, unroll):
+def _lstm_layer(xs, w_i, b, w_h, h0, c0, mask, unroll, steps):
     """``(ys [T, B, D], h_T, c_T)`` of one LSTM direction over time-major ``xs [T, B, I]``;
     ``w_i [I, 4, D]``, ``b [4, D]`` (both biases), ``w_h [D, 4, D]``, ``mask [T, B]`` or
-    None. ``T`` is padded to a multiple of :data:`CHUNK` with masked steps."""
+    None. ``T`` is padded to a multiple of ``steps`` (the chunk length) with masked steps."""
     t = xs.shape[0]
-    xs, mask = _pad_to_chunks(xs, mask)
-    ys, h, c = _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll)
-    return ys[:t], h, c
+    xs, mask = _pad_to_chunks(xs, mask, steps)
+    ys, h, c = _lstm_scan(_chunks(xs, steps), w_i, b, w_h, h0, c0, _chunks(mask, steps),
+                          unroll)
+    return ys.reshape((-1,) + ys.shape[2:])[:t], h, c
 
 
 #: Per-gate scale of the LSTM pre-activations (gates ``i, f, g, o``): the step evaluates one
@@ -554,11 +589,12 @@ _LSTM_GATE_SCALE = (0.5, 0.5, 1.0, 0.5)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
 def _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll):
-    """The LSTM recurrence, ``T`` a multiple of :data:`CHUNK`, ``mask`` a prefix mask or None.
+    """The LSTM recurrence over chunked time-major ``xs [T/C, C, B, I]`` (``mask``
+    ``[T/C, C, B]``, a prefix mask, or None); returns ``(ys [T/C, C, B, D], h_T, c_T)``.
 
     Same numbers as scanning :func:`lstm_cell`. Its backward pass (below) runs chunk by chunk
     in reverse: ``dh_{t−1} = da_t W_hᵀ`` inside the step scan, then per chunk
-    ``dW_h += H_{prev}ᵀ dA``, ``dW_i += Xᵀ dA`` and ``dX = dA W_iᵀ`` as ``[CHUNK·B, ·]``
+    ``dW_h += H_{prev}ᵀ dA``, ``dW_i += Xᵀ dA`` and ``dX = dA W_iᵀ`` as ``[C·B, ·]``
     matrix products, so gate gradients never fill a whole-sequence buffer.
     """
     return _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=False)[0]
@@ -615,7 +651,7 @@ _LSTM_BACKWARD_UNROLL = 1
 
 
 def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
-    t, bsz, _ = xs.shape
+    steps, bsz = xs.shape[1:3]
     d = w_h.shape[0]
     n = _batch_groups(bsz)
     scale = jnp.asarray(_LSTM_GATE_SCALE, xs.dtype)[:, None]             # [4, 1]
@@ -624,7 +660,7 @@ def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
 
     def cell(h, c, xp_t, m_t):
         # the bias joins the step's fused elementwise work: added to each chunk's product
-        # instead, it cost a pass over the [CHUNK·B, 4D] block (2-3% of the forward pass)
+        # instead, it cost a pass over the [C·B, 4D] block (2-3% of the forward pass)
         z = jnp.tanh((xp_t + (h @ w).reshape(xp_t.shape) + b) * scale)
         i, f, g, o = _gate_activations(*(z[:, k] for k in range(4)))
         c_new = f * c + i * g
@@ -645,17 +681,16 @@ def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
 
     def chunk(carry, inputs):
         x_c, m_c = inputs
-        xp = (x_c @ wi).reshape(CHUNK, bsz, 4, d)
+        xp = (x_c @ wi).reshape(steps, bsz, 4, d)
         return jax.lax.scan(step, carry, (xp, m_c), unroll=unroll)
 
     carry = tuple(zip(_split_rows(h0, n), _split_rows(c0, n)))
-    carry, out = jax.lax.scan(chunk, carry, (_chunks(xs), _chunks(mask)))
+    carry, out = jax.lax.scan(chunk, carry, (xs, mask))
     h, c = (_merge_rows(a) for a in zip(*carry))
     if not save:
-        return (out.reshape((t,) + out.shape[2:]), h, c), None
+        return (out, h, c), None
     ys, z, c_prev = out
-    merged = ys.reshape((t,) + ys.shape[2:])
-    return (merged, h, c), (xs, w_i, w_h, h0, ys, z, c_prev, mask)
+    return (ys, h, c), (xs, w_i, w_h, h0, ys, z, c_prev, mask)
 
 
 def _lstm_backward(_unroll, res, cotangents):
@@ -671,7 +706,7 @@ def _lstm_backward(_unroll, res, cotangents):
     xs, w_i, w_h, h0, ys, z, c_prev, mask = res
     dys, dh_t, dc_t = cotangents
     d, n_in = w_h.shape[0], w_i.shape[0]
-    n = _batch_groups(xs.shape[1])
+    n = _batch_groups(xs.shape[2])
     w_t = w_h.reshape(d, -1).T
     wi_t = w_i.reshape(n_in, -1).T
     starts = jnp.concatenate([h0[None], ys[:-1, -1]])        # h before each chunk [T/C, B, D]
@@ -713,10 +748,9 @@ def _lstm_backward(_unroll, res, cotangents):
            jnp.zeros((d, 4 * d), w_h.dtype), jnp.zeros((n_in, 4 * d), w_i.dtype),
            jnp.zeros(4 * d, w_h.dtype))
     (dhc, dw_h, dw_i, db), dxs = jax.lax.scan(
-        chunk, acc, (_chunks(xs), ys, starts, _chunks(dys), z, c_prev, _chunks(mask)),
-        reverse=True)
+        chunk, acc, (xs, ys, starts, dys, z, c_prev, mask), reverse=True)
     dh0, dc0 = (_merge_rows(a) for a in zip(*dhc))
-    return (dxs.reshape(xs.shape).astype(xs.dtype), dw_i.reshape(w_i.shape),
+    return (dxs.astype(xs.dtype), dw_i.reshape(w_i.shape),
             db.reshape(4, d), dw_h.reshape(w_h.shape), dh0, dc0, None)
 
 
