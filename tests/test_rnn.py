@@ -378,6 +378,8 @@ def test_chunk_length_policy():
     assert dataclasses.replace(cfg, chunk=5).chunk_length(512, 8, 4) == 5
     with pytest.raises(ValueError, match="chunk"):
         dataclasses.replace(cfg, chunk=0)
+    with pytest.raises(ValueError, match="itemsize"):
+        cfg.chunk_length(16, 32, 0)
 
 
 def test_gradient_norms_decay_faster_for_elman_than_lstm():
