@@ -173,8 +173,8 @@ class Config:
         cap = max(CHUNK, CHUNK_BYTES // (b * self.gates * self.hidden_dim * itemsize))
         if t <= cap:
             return t
-        divisor = max(c for c in range(1, cap + 1) if t % c == 0)
-        return divisor if 2 * divisor > cap else -(-t // -(-t // cap))
+        divisor = next((c for c in range(cap, cap // 2, -1) if t % c == 0), None)
+        return divisor or -(-t // -(-t // cap))
 
     @property
     def directions(self) -> int:
@@ -678,8 +678,9 @@ def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=True):
         xp_t, m_t = inputs
         new, outs = zip(*(cell(h, c, x_k, m_k) for (h, c), x_k, m_k
                           in zip(carry, _split_rows(xp_t, n), _split_rows(m_t, n))))
-        y, z, c_prev = (_merge_rows(o) for o in zip(*outs))
-        return new, ((y, z, c_prev) if save else y)
+        ys, zs, cs = zip(*outs)                                  # (y, z, c_prev) per group
+        return new, ((_merge_rows(ys), _merge_rows(zs), _merge_rows(cs)) if save
+                     else _merge_rows(ys))
 
     def chunk(carry, inputs):
         x_c, m_c = inputs
