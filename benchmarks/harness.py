@@ -131,6 +131,42 @@ def jax_call(fn: Callable, *args) -> Callable[[], object]:
     return lambda: jax.block_until_ready(compiled(*args))
 
 
+def torch_device() -> str:
+    """Where PyTorch peers run: ``"cuda"`` when JAX's default backend is a GPU and PyTorch
+    sees one (so that cuDNN meets cuDNN), else ``"cpu"``."""
+    import torch
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def torch_runner(module, x_np: np.ndarray, backward: bool,
+                 call: Callable = lambda m, x: m(x)) -> Callable[[], None]:
+    """A PyTorch peer as one entry of :func:`time_interleaved`: ``call(module, x)`` on
+    :func:`torch_device`, forward under ``no_grad`` or, with ``backward``, forward and the
+    gradient of the summed output; it waits for the device before it returns.
+
+    >>> import torch
+    >>> run = torch_runner(torch.nn.Linear(3, 2), np.ones((4, 3), np.float32), backward=True)
+    >>> run()
+    """
+    import torch
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    device = torch_device()
+    module = module.to(device)
+    x = torch.from_numpy(np.array(x_np)).to(device)        # np.array: a writable copy
+    wait = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def run():
+        if backward:
+            module.zero_grad(set_to_none=True)
+            call(module, x).sum().backward()
+        else:
+            with torch.no_grad():
+                call(module, x)
+        wait()
+    return run
+
+
 def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int = 5,
                      warmup: int = 1, lead: int = 0) -> dict[str, dict]:
     """Times several calls with no arguments in rounds, one timed run of each per round, so

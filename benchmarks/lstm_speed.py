@@ -1,16 +1,18 @@
 """The zoo's LSTM against Flax's ``nn.RNN(OptimizedLSTMCell)`` and ``torch.nn.LSTM``, one run.
 
-Batch 32, hidden 256 (input 256), sequence lengths 64-512, forward and forward+backward
-(gradient of the summed outputs with respect to the parameters). All three run on the same
-device in the same process, in rounds of one timed run of each per case, so their ratios are
+Batch 32, hidden 256 (input 256), sequence lengths 64-512 by default, forward and
+forward+backward (gradient of the summed outputs with respect to the parameters). All three
+run on the same device (PyTorch on CUDA when JAX's backend is a GPU) in the same process, in rounds of one timed run of each per case, so their ratios are
 comparable even on a busy machine; an untimed run of the same call comes right before each
 timed run, so that none is timed in the wake of another library's threads. Ratios are
 ``time / PyTorch's time`` (below 1: faster than PyTorch). Beside them, the zoo LSTM's
 matrix products alone in the same loops (no gate arithmetic) give a floor for the zoo's time
-on the device.
+on the device. On a GPU the zoo runs twice: its own loops (``implementation="xla"``) and
+cuDNN's LSTM (``implementation="cudnn"``), which PyTorch uses there too.
 
 Usage:
-    python benchmarks/lstm_speed.py [--quick] [--out benchmarks/results] [--unroll 1 8 16]
+    python -m benchmarks.lstm_speed [--quick] [--out benchmarks/results] [--unroll 1 8 16]
+    python -m benchmarks.lstm_speed --batch 64 --hidden 1024 --lengths 1024    # on a GPU
 """
 
 import argparse
@@ -24,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.harness import (environment, jax_call, keep_freed_memory, time_interleaved,
-                                write_jsonl)
+                                torch_device, torch_runner, write_jsonl)
 from zoo import rnn
 
-BATCH, HIDDEN = 32, 256
+BATCH, HIDDEN = 32, 256      # the defaults
 PRODUCTS = "zoo products only"
 
 
@@ -71,9 +73,9 @@ def _products_fns(cfg):
     return fwd, fwd_bwd
 
 
-def _flax_fns():
+def _flax_fns(hidden):
     from flax import linen as nn
-    module = nn.RNN(nn.OptimizedLSTMCell(HIDDEN))
+    module = nn.RNN(nn.OptimizedLSTMCell(hidden))
 
     def fwd(v, x):
         return module.apply(v, x)
@@ -85,50 +87,49 @@ def _flax_fns():
 
 def _torch_case(x_np, backward):
     import torch
-    lstm = torch.nn.LSTM(HIDDEN, HIDDEN, batch_first=True)
-    x = torch.from_numpy(np.array(x_np))
-    if backward:
-        def run():
-            lstm.zero_grad(set_to_none=True)
-            lstm(x)[0].sum().backward()
-    else:
-        def run():
-            with torch.no_grad():
-                lstm(x)
-    return run
+    torch.manual_seed(0)
+    hidden = x_np.shape[-1]
+    return torch_runner(torch.nn.LSTM(hidden, hidden, batch_first=True), x_np, backward,
+                        call=lambda m, x: m(x)[0])
 
 
-def run_case(length, mode, unrolls, repeats):
-    """Times PyTorch, Flax, the zoo (one record per zoo ``unroll``) and the zoo's products
-    alone (:func:`_products_fns`) on one case, in rounds of one run of each."""
+def run_case(length, mode, unrolls, repeats, batch=BATCH, hidden=HIDDEN):
+    """Times PyTorch, Flax, the zoo (one record per zoo ``unroll``, and cuDNN's LSTM on a GPU)
+    and the zoo's products alone (:func:`_products_fns`) on one case, in rounds of one run of
+    each."""
     key = jax.random.key(length)
-    x = jax.random.normal(key, (BATCH, length, HIDDEN), jnp.float32)
+    x = jax.random.normal(key, (batch, length, hidden), jnp.float32)
     backward = mode == "fwd+bwd"
     calls = {"torch.nn.LSTM": _torch_case(np.asarray(x), backward)}
-    module, f_fwd, f_bwd = _flax_fns()
+    module, f_fwd, f_bwd = _flax_fns(hidden)
     variables = module.init(jax.random.key(1), x)
     calls["flax OptimizedLSTMCell"] = jax_call(f_bwd if backward else f_fwd, variables, x)
-    cfg = rnn.Config(cell="lstm", in_dim=HIDDEN, hidden_dim=HIDDEN, output="sequence")
+    cfg = rnn.Config(cell="lstm", in_dim=hidden, hidden_dim=hidden, output="sequence",
+                     implementation="xla")
     params = rnn.init(jax.random.key(2), cfg)
-    for unroll in unrolls:
-        z_fwd, z_bwd = _zoo_fns(dataclasses.replace(cfg, unroll=unroll))
-        calls[f"zoo unroll={unroll}"] = jax_call(z_bwd if backward else z_fwd, params, x)
+    variants = {f"zoo unroll={u}": dataclasses.replace(cfg, unroll=u) for u in unrolls}
+    if jax.default_backend() == "gpu":
+        variants["zoo cuDNN"] = dataclasses.replace(cfg, implementation="cudnn")
+    for name, c in variants.items():
+        z_fwd, z_bwd = _zoo_fns(c)
+        calls[name] = jax_call(z_bwd if backward else z_fwd, params, x)
     p_fwd, p_bwd = _products_fns(cfg)
     calls[PRODUCTS] = jax_call(p_bwd if backward else p_fwd, params, x)
     times = time_interleaved(calls, repeats=repeats, warmup=2, lead=1)
-    base = dict(batch=BATCH, hidden=HIDDEN, length=length, mode=mode)
+    base = dict(batch=batch, hidden=hidden, length=length, mode=mode)
     torch_t = times["torch.nn.LSTM"]
     return [{**base, "impl": impl, **t, "ratio_to_torch": t["median_s"] / torch_t["median_s"],
              "min_ratio_to_torch": t["min_s"] / torch_t["min_s"]} for impl, t in times.items()]
 
 
-def markdown(records, env) -> str:
+def markdown(records, env, batch=BATCH, hidden=HIDDEN) -> str:
     lines = [
         "# LSTM speed: zoo vs Flax vs PyTorch",
         "",
         f"Device: {env['device_kind']} ({env['platform']}, {env['cpu']}), "
         f"jax {env['jax']}, flax {env.get('flax')}, torch {env.get('torch')}; "
-        f"batch {BATCH}, hidden {HIDDEN}, input {HIDDEN}, float32. "
+        f"batch {batch}, hidden {hidden}, input {hidden}, float32; PyTorch on "
+        f"{env.get('torch_device')}. "
         "Median of the repeats in ms (min in brackets), each timed run right after an untimed "
         "run of the same call; ratio = median / PyTorch's median, "
         "and the same for the minima (steadier when other work lands on a few rounds). "
@@ -150,6 +151,14 @@ def markdown(records, env) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _stem(quick, platform, batch, hidden):
+    """The results' file name: ``lstm_speed``, then ``_quick``, the platform unless it is the
+    CPU, and the sizes unless they are the defaults (``lstm_speed_gpu_b64_h1024``)."""
+    stem = "lstm_speed" + ("_quick" if quick else "")
+    stem += "" if platform == "cpu" else f"_{platform}"
+    return stem + ("" if (batch, hidden) == (BATCH, HIDDEN) else f"_b{batch}_h{hidden}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="length 64 only, 3 repeats")
@@ -157,11 +166,18 @@ def main(argv=None):
     parser.add_argument("--unroll", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help="hidden and input size")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="have malloc keep freed memory for reuse instead of returning "
                              "blocks over 32 MiB to the system (harness.keep_freed_memory; "
                              "PyTorch's backward gains the most)")
     args = parser.parse_args(argv)
+    bad = [f"--{k} {v}" for k in ("batch", "hidden", "repeats", "lengths", "unroll")
+           for v in np.atleast_1d(getattr(args, k)) if v < 1]
+    if bad:
+        parser.error(f"every size, length, unroll and repeat count must be >= 1, got "
+                     f"{', '.join(bad)}")
     if args.keep_freed_memory:
         keep_freed_memory()
     lengths = [64] if args.quick else args.lengths
@@ -171,22 +187,23 @@ def main(argv=None):
     try:
         import torch
         env["torch_threads"] = torch.get_num_threads()
+        env["torch_device"] = torch_device()
     except ImportError:
         raise SystemExit("lstm_speed needs torch (pip install torch)")
     records = []
     for length in lengths:
         for mode in ("fwd", "fwd+bwd"):
-            for r in run_case(length, mode, args.unroll, repeats):
+            for r in run_case(length, mode, args.unroll, repeats, args.batch, args.hidden):
                 r.update(env=env, time=time.strftime("%Y-%m-%d %H:%M:%S"))
                 records.append(r)
                 print(f"{length:4d} {mode:8s} {r['impl']:24s} {1e3 * r['median_s']:9.1f} ms"
                       f"  x{r['ratio_to_torch']:.2f}", flush=True)
     env["loadavg_end"] = os.getloadavg()[0]
     out = Path(args.out)
-    suffix = "_quick" if args.quick else ""
-    (out / f"lstm_speed{suffix}.jsonl").unlink(missing_ok=True)
-    write_jsonl(out / f"lstm_speed{suffix}.jsonl", records)
-    (out / f"lstm_speed{suffix}.md").write_text(markdown(records, env))
+    stem = _stem(args.quick, env["platform"], args.batch, args.hidden)
+    (out / f"{stem}.jsonl").unlink(missing_ok=True)
+    write_jsonl(out / f"{stem}.jsonl", records)
+    (out / f"{stem}.md").write_text(markdown(records, env, args.batch, args.hidden))
     return records
 
 

@@ -26,21 +26,6 @@ def _grad_sum(apply):
     return lambda p, x: jax.grad(lambda p: jnp.sum(apply(p, x)))(p)
 
 
-def _torch_runner(module, x_np, backward, call=lambda m, x: m(x)):
-    import torch
-    x = torch.from_numpy(np.array(x_np))    # a writable copy
-    if backward:
-        def run():
-            module.zero_grad(set_to_none=True)
-            out = call(module, x)
-            out.sum().backward()
-    else:
-        def run():
-            with torch.no_grad():
-                call(module, x)
-    return run
-
-
 def attention_case(b, n, d, heads):
     from flax import linen as nn
     from zoo import attention
@@ -139,7 +124,7 @@ def _torch_call(case, x_np, backward):
         return None
     make, call = case["torch"]
     torch.manual_seed(0)
-    return _torch_runner(make(), x_np, backward, call)
+    return harness.torch_runner(make(), x_np, backward, call)
 
 
 def run(sizes: str = "quick", repeats: int = 5) -> list[dict]:

@@ -34,6 +34,38 @@ def test_lstm_speed_times_all_implementations_in_one_run(tmp_path):
     assert "| 8 | fwd+bwd | zoo unroll=1 |" in (tmp_path / "lstm_speed.md").read_text()
 
 
+def test_lstm_speed_sizes_name_their_results_and_bad_sizes_are_refused(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from benchmarks import lstm_speed
+    lstm_speed.main(["--lengths", "5", "--repeats", "1", "--unroll", "2", "--batch", "3",
+                     "--hidden", "4", "--out", str(tmp_path)])
+    records = [json.loads(line) for line in
+               (tmp_path / "lstm_speed_b3_h4.jsonl").read_text().splitlines()]
+    assert {(r["batch"], r["hidden"], r["length"]) for r in records} == {(3, 4, 5)}
+    assert "batch 3, hidden 4" in (tmp_path / "lstm_speed_b3_h4.md").read_text()
+    assert not (tmp_path / "lstm_speed.jsonl").exists()
+    for bad in (["--batch", "0"], ["--lengths", "8", "-1"], ["--unroll", "0"]):
+        with pytest.raises(SystemExit):
+            lstm_speed.main(bad + ["--out", str(tmp_path)])
+        assert bad[0] + " " + bad[-1] in capsys.readouterr().err
+
+
+def test_torch_runner_takes_the_gradient_of_the_summed_output():
+    # d/dW sum(x W^T + b) = 1 x^T summed over rows, by hand; forward leaves no gradient
+    torch = pytest.importorskip("torch")
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    layer = torch.nn.Linear(3, 2)
+    harness.torch_runner(layer, x, backward=False)()
+    assert layer.weight.grad is None
+    harness.torch_runner(layer, x, backward=True)()
+    np.testing.assert_allclose(layer.weight.grad.numpy(), np.tile(x.sum(0), (2, 1)))
+    np.testing.assert_allclose(layer.bias.grad.numpy(), [4.0, 4.0])
+    if jax.default_backend() == "cpu":
+        assert harness.torch_device() == "cpu"      # PyTorch meets JAX on the same device
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        harness.torch_runner(lambda x: x, x, backward=False)
+
+
 def test_interleaved_timing_and_sweep_shapes_refuse_bad_arguments():
     from benchmarks import table1
     with pytest.raises(ValueError, match="repeats"):

@@ -432,6 +432,58 @@ def test_cudnn_weight_layout_matches_jax_reference_lstm():
     assert_close(state.c, jnp.swapaxes(c, 0, 1))
 
 
+def _cudnn_by_reference(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size,
+                        num_layers, dropout, bidirectional, precision=None):
+    # jax.experimental.rnn.lstm's arguments, run by its CPU reference (lstm_ref)
+    from jax.experimental import rnn as jrnn
+    unpacked = jrnn.unpack_lstm_weights(weights, input_size, hidden_size, num_layers,
+                                        bidirectional)
+    assert seq_lengths.dtype == jnp.int32 and int(seq_lengths.min()) >= 1
+    return jrnn.lstm_ref(x, h_0, c_0, *unpacked, seq_lengths, input_size, hidden_size,
+                         num_layers, dropout, bidirectional)
+
+
+def test_cudnn_path_glue_keeps_the_contract(monkeypatch):
+    # The cuDNN branch of encode, with jax.experimental.rnn's CPU reference in place of the
+    # kernel: weights, state layout, ragged lengths (a backward direction from each end),
+    # zeros on padding and a length-0 sequence returning its initial state, against the
+    # XLA path.
+    from jax.experimental import rnn as jrnn
+    monkeypatch.setattr(jrnn, "lstm", _cudnn_by_reference)
+    cfg = _cfg("lstm", 2, True)
+    params = rnn.init(jax.random.key(33), cfg)
+    x, lengths = _data(34, b=4), jnp.array([T, 3, 0, 5])
+    shape = (4, 4, D)
+    state = rnn.State(jax.random.normal(jax.random.key(35), shape),
+                      jax.random.normal(jax.random.key(36), shape))
+    y, got = rnn._encode_cudnn(params, x, lengths, cfg, state)
+    want_y, want = rnn.encode(params, x, lengths, cfg, initial_state=state)
+    assert_close(y, want_y)
+    assert_close(got.h, want.h)
+    assert_close(got.c, want.c)
+    assert float(jnp.abs(y[2]).max()) == 0.0 and float(jnp.abs(y[1, 3:]).max()) == 0.0
+    np.testing.assert_array_equal(got.h[2], state.h[2])
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN needs a GPU")
+def test_cudnn_equals_xla_path_with_gradients():
+    cfg = _cfg("lstm", 2, True, implementation="cudnn")
+    xla = dataclasses.replace(cfg, implementation="xla")
+    params = rnn.init(jax.random.key(37), cfg)
+    x, lengths = _data(38, b=4), jnp.array([T, 3, 1, 5])
+
+    def loss(p, x, c):
+        y, state = rnn.apply(p, x, lengths, c, return_state=True)
+        return jnp.sum(y * y) + jnp.sum(state.h) + jnp.sum(state.c)
+    # cuDNN sums the gate products in its own order and blocks, 2 layers deep, both ways
+    with jax.default_matmul_precision("highest"):
+        assert_close(rnn.apply(params, x, lengths, cfg), rnn.apply(params, x, lengths, xla),
+                     atol=1e-4, rtol=1e-4)
+        got = jax.grad(loss, argnums=(0, 1))(params, x, cfg)
+        want = jax.grad(loss, argnums=(0, 1))(params, x, xla)
+    jax.tree.map(lambda a, b: assert_close(a, b, atol=1e-4, rtol=1e-3), got, want)
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 def test_bad_inputs_raise_clear_errors():

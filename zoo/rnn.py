@@ -867,13 +867,19 @@ def cudnn_weights(params: Params, cfg: Config) -> Float[Array, "N"]:
 
 
 def _encode_cudnn(params, x, lengths, cfg, initial_state):
+    """:func:`encode` through ``jax.experimental.rnn.lstm`` (cuDNN), with the XLA path's
+    contract kept: zeros on padding, and a sequence of length 0 returns its initial state
+    (cuDNN runs it as one step, and its output is dropped)."""
     from jax.experimental import rnn as jrnn
     b, t = x.shape[:2]
     state = initial_state or zero_state(b, cfg)
     lengths = jnp.full((b,), t, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
     y, h, c = jrnn.lstm(
         x.astype(jnp.float32), jnp.swapaxes(state.h, 0, 1), jnp.swapaxes(state.c, 0, 1),
-        cudnn_weights(params, cfg), lengths, input_size=cfg.in_dim,
+        cudnn_weights(params, cfg), jnp.maximum(lengths, 1), input_size=cfg.in_dim,
         hidden_size=cfg.hidden_dim, num_layers=cfg.num_layers, dropout=0.0,
         bidirectional=cfg.bidirectional)
-    return y, State(jnp.swapaxes(h, 0, 1), jnp.swapaxes(c, 0, 1))
+    y = jnp.where((jnp.arange(t) < lengths[:, None])[..., None], y, 0)
+    empty = (lengths == 0)[:, None, None]
+    return y, State(jnp.where(empty, state.h, jnp.swapaxes(h, 0, 1)),
+                    jnp.where(empty, state.c, jnp.swapaxes(c, 0, 1)))
