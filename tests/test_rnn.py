@@ -161,10 +161,21 @@ def test_padded_batch_equals_torch_packed_sequences(cell):
     assert_close(state.h, h_ref)
 
 
+def test_lstm_batch_groups_only_on_cpu(monkeypatch):
+    n, rows = rnn.LSTM_BATCH_GROUPS, rnn.LSTM_MIN_GROUP_ROWS
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert rnn._batch_groups(n * rows) == n
+    assert rnn._batch_groups(n * rows - 1) == 1            # not divisible by n
+    assert rnn._batch_groups(n * (rows - 1)) == 1          # groups under the minimum rows
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert rnn._batch_groups(n * rows) == 1
+
+
 def test_lstm_grouped_rows_equal_torch_packed_sequences():
     # B 8 runs as rnn.LSTM_BATCH_GROUPS groups of rows (B 3 above runs as one): outputs and
     # both final states against PyTorch, with an initial state, over 2 chunks of steps.
-    assert rnn._batch_groups(len(GROUPED_LENGTHS)) == rnn.LSTM_BATCH_GROUPS > 1
+    if jax.default_backend() == "cpu":
+        assert rnn._batch_groups(len(GROUPED_LENGTHS)) == rnn.LSTM_BATCH_GROUPS > 1
     cfg = _cfg("lstm", 1, True, chunk=rnn.CHUNK)
     params = rnn.init(jax.random.key(30), cfg)
     t = rnn.CHUNK + 3

@@ -602,9 +602,11 @@ def _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll):
     return _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, save=False)[0]
 
 
-#: The LSTM's step loop runs its batch as this many independent groups of rows (rows
-#: ``b`` with ``b % n == k``), each with its own recurrent product and gate arithmetic, where
-#: every group keeps at least :data:`LSTM_MIN_GROUP_ROWS` rows (else one group). Equal to
+#: On a CPU, the LSTM's step loop runs its batch as this many independent groups of rows
+#: (rows ``b`` with ``b % n == k``), each with its own recurrent product and gate arithmetic,
+#: where every group keeps at least :data:`LSTM_MIN_GROUP_ROWS` rows (else one group); XLA's
+#: CPU runtime runs the groups' chains on different cores at once, whereas a GPU runs one
+#: stream in order, where smaller products would only add kernel launches. Equal to
 #: one group up to float32 rounding (smaller products may sum in another order); read when a
 #: program is traced. On a 2-core CPU (D 256), 2 groups against 1, min of 9 runs: B 32
 #: forward 5% and forward+backward 9% faster at T 64 and 256; B 8-64 at T 128 forward 2-5%,
@@ -614,8 +616,8 @@ LSTM_MIN_GROUP_ROWS = 4
 
 
 def _batch_groups(bsz: int) -> int:
-    """How many row groups the LSTM step loop runs for a batch of ``bsz``."""
-    n = LSTM_BATCH_GROUPS
+    """How many row groups the LSTM step loop runs for a batch of ``bsz`` (one off the CPU)."""
+    n = LSTM_BATCH_GROUPS if jax.default_backend() == "cpu" else 1
     return n if bsz % n == 0 and bsz // n >= LSTM_MIN_GROUP_ROWS else 1
 
 
