@@ -2,12 +2,12 @@
 
 Batch 32, hidden 256 (input 256), sequence lengths 64-512 by default, forward and
 forward+backward (gradient of the summed outputs with respect to the parameters). All three
-run on the same device (PyTorch on CUDA when JAX's backend is a GPU) in the same process, in rounds of one timed run of each per case, so their ratios are
-comparable even on a busy machine; an untimed run of the same call comes right before each
-timed run, so that none is timed in the wake of another library's threads. Ratios are
-``time / PyTorch's time`` (below 1: faster than PyTorch). Beside them, the zoo LSTM's
-matrix products alone in the same loops (no gate arithmetic) give a floor for the zoo's time
-on the device. On a GPU the zoo runs twice: its own loops (``implementation="xla"``) and
+run on the same device (PyTorch on CUDA when JAX's backend is a GPU) in the same process, in
+rounds of one timed run of each per case, so their ratios are comparable even on a busy
+machine; an untimed run of the same call comes right before each timed run, so that none is
+timed in the wake of another library's threads. Ratios are ``time / PyTorch's time`` (below 1:
+faster than PyTorch). Beside them, the zoo LSTM's matrix products alone in the same loops (no
+gate arithmetic) give a floor for the zoo's time on the device. On a GPU the zoo runs twice: its own loops (``implementation="xla"``) and
 cuDNN's LSTM (``implementation="cudnn"``), which PyTorch uses there too.
 
 Usage:
