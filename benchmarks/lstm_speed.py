@@ -7,8 +7,9 @@ rounds of one timed run of each per case, so their ratios are comparable even on
 machine; an untimed run of the same call comes right before each timed run, so that none is
 timed in the wake of another library's threads. Ratios are ``time / PyTorch's time`` (below 1:
 faster than PyTorch). Beside them, the zoo LSTM's matrix products alone in the same loops (no
-gate arithmetic) give a floor for the zoo's time on the device. On a GPU the zoo runs twice: its own loops (``implementation="xla"``) and
-cuDNN's LSTM (``implementation="cudnn"``), which PyTorch uses there too.
+gate arithmetic) give a floor for the zoo's time on the device. On a GPU the zoo runs twice:
+through its own loops (``implementation="xla"``) and through cuDNN's LSTM
+(``implementation="cudnn"``), which PyTorch uses there too.
 
 Usage:
     python -m benchmarks.lstm_speed [--quick] [--out benchmarks/results] [--unroll 1 8 16]
