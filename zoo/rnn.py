@@ -292,7 +292,7 @@ def encode(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | 
         return _encode_cudnn(params, x, lengths, cfg, initial_state)
     xs = jnp.swapaxes(x.astype(cfg.dtype), 0, 1)                           # [T, B, I]
     b, t = x.shape[0], x.shape[1]
-    mask = None if lengths is None else (jnp.arange(t)[:, None] < lengths[None, :])
+    mask = None if lengths is None else _valid_steps(lengths, t).T                # [T, B]
     state = initial_state or zero_state(b, cfg)
     hs, cs = [], []
     for l in range(cfg.num_layers):
@@ -501,13 +501,18 @@ def loss(params: Params, inputs, targets, cfg: Config, *, key=None) -> jax.Array
     logits = apply(params, x, lengths, cfg, key=key, train=key is not None)
     mask = None
     if cfg.output == "sequence" and lengths is not None:
-        mask = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
+        mask = _valid_steps(lengths, x.shape[1])
     return cross_entropy(logits, targets, mask)
 
 
 # --- private pieces ---------------------------------------------------------------------------
 
 _DIRECTIONS = ("fwd", "bwd")
+
+
+def _valid_steps(lengths, t):
+    """``[B, T]``: True on the first ``lengths[b]`` steps of each sequence."""
+    return jnp.arange(t)[None, :] < lengths[:, None]
 
 
 class _CellCfg(NamedTuple):
@@ -881,7 +886,7 @@ def _encode_cudnn(params, x, lengths, cfg, initial_state):
         cudnn_weights(params, cfg), jnp.maximum(lengths, 1), input_size=cfg.in_dim,
         hidden_size=cfg.hidden_dim, num_layers=cfg.num_layers, dropout=0.0,
         bidirectional=cfg.bidirectional)
-    y = jnp.where((jnp.arange(t) < lengths[:, None])[..., None], y, 0)
+    y = jnp.where(_valid_steps(lengths, t)[..., None], y, 0)
     empty = (lengths == 0)[:, None, None]
     return y, State(jnp.where(empty, state.h, jnp.swapaxes(h, 0, 1)),
                     jnp.where(empty, state.c, jnp.swapaxes(c, 0, 1)))
