@@ -78,6 +78,21 @@ def test_greedy_equals_python_argmax_loop_and_beam_of_one(name):
     np.testing.assert_array_equal(beam[:, 0], greedy)
 
 
+def test_decoders_run_inside_a_users_shard_map():
+    """Greedy and beam decoding with the batch split over a user's ``shard_map`` (its own
+    axis name) equal decoding the whole batch at once."""
+    cfg, params, src, n, _, _ = _setup("lstm", seed=3, batch=8)
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(jax.sharding.AxisType.Auto,))
+    split = jax.sharding.PartitionSpec("shards")
+    for decode in (lambda p, s, n: seq2seq.greedy_decode(p, s, n, cfg, max_len=6),
+                   lambda p, s, n: seq2seq.beam_search(p, s, n, cfg, beam_size=3, max_len=6)):
+        run = jax.jit(jax.shard_map(decode, mesh=mesh, out_specs=split,
+                                    in_specs=(jax.sharding.PartitionSpec(), split, split)))
+        for got, expected in zip(jax.tree.leaves(run(params, src, n)),
+                                 jax.tree.leaves(decode(params, src, n)), strict=True):
+            assert_close(got, expected)
+
+
 def test_beam_search_finds_the_exhaustive_optimum_and_scores_are_log_probs():
     cfg, params, src, n, _, _ = _setup("lstm", seed=5, batch=2)
     max_len, words = 3, [t for t in range(cfg.vocab_size) if t not in (0, 1)]

@@ -104,6 +104,38 @@ def test_constrain_applies_the_rules_under_a_mesh():
         sharding.constrain(jnp.ones((8, 12)), ("batch",))
 
 
+def test_constrain_keeps_only_the_axes_a_users_mesh_has():
+    # a mesh of the user's own axis names: nothing to constrain, no error
+    foreign = jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Auto,))
+    with jax.set_mesh(foreign):
+        y = jax.jit(lambda x: sharding.constrain(x * 2, ("batch", "mlp")))(jnp.ones((8, 12)))
+    np.testing.assert_array_equal(y, 2 * np.ones((8, 12)))
+    # a mesh with only some of them: the batch still splits over the one it has
+    partial = jax.make_mesh((4, 2), ("data", "shards"), axis_types=(AxisType.Auto,) * 2)
+    with jax.set_mesh(partial):
+        z = jax.jit(lambda x: sharding.constrain(x * 2, ("batch", "mlp")))(jnp.ones((8, 12)))
+    assert z.addressable_shards[0].data.shape == (2, 12)
+
+
+def test_vary_together_lets_a_zero_carry_scan_inside_shard_map_and_sums_its_gradient():
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Auto,))
+    x = jnp.arange(32.0).reshape(8, 4) / 10
+
+    def local(w, x):
+        # a running sum over the rows of the shard, scaled by the replicated w
+        h0, w = sharding.vary_together((jnp.zeros(4), w), x)[0]
+        h, _ = jax.lax.scan(lambda h, row: (h + w * row, None), h0, x)
+        return h[None]
+
+    run = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("shards")), out_specs=P("shards"))
+    w = jnp.full(4, 2.0)
+    np.testing.assert_allclose(run(w, x), 2 * np.asarray(x), rtol=1e-6)
+    # d/dw of the sum over all shards is the sum of all rows: the replicated w's gradient is
+    # summed over the shards, as for JAX's own operations
+    grad = jax.grad(lambda w: run(w, x).sum())(w)
+    np.testing.assert_allclose(grad, np.asarray(x).sum(0), rtol=1e-6)
+
+
 def test_fsdp_gather_keeps_results_exact():
     """FSDP + tensor parallelism on the pattern of a residual MLP block.
 

@@ -167,6 +167,19 @@ def test_sharded_cached_decoding_equals_unsharded(mesh_shape):
         np.testing.assert_allclose(np.asarray(g), np.asarray(e), **SHARDED)
 
 
+@pytest.mark.parametrize("name", ["tiny", "lm_tiny"])
+def test_greedy_decoding_inside_a_users_shard_map_equals_unsplit(name):
+    cfg = tf.PRESETS[name]
+    params = tf.init(jax.random.key(0), cfg)
+    src = jax.random.randint(jax.random.key(1), (8, 4), 3, cfg.vocab_size)
+    decode = lambda p, s: tf.greedy_decode(p, s, cfg, 3)
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(jax.sharding.AxisType.Auto,))
+    P = jax.sharding.PartitionSpec
+    run = jax.jit(jax.shard_map(decode, mesh=mesh, in_specs=(P(), P("shards")),
+                                out_specs=P("shards")))
+    np.testing.assert_array_equal(run(params, src), decode(params, src))
+
+
 def test_causal_receptive_field_from_gradients():
     cfg = tf.PRESETS["lm_tiny"]
     params = tf.init(jax.random.key(0), cfg)

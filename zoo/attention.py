@@ -59,7 +59,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float
 
 from zoo import _checks, layers
-from zoo.sharding import constrain, gather_params
+from zoo.sharding import constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 TASK = "regression"
@@ -273,6 +273,7 @@ def chunked_attention(q, k, v, *, mask=None, causal: bool = False,
         _checks.positive_int(block, "block")
     g = q.shape[2] // k.shape[2]
     blk = min(q.shape[1], block or _query_block(g, k.shape[1]))
+    q, k, v = vary_together(q, k, v)
     return _chunked(q, k, v, mask, causal, blk)
 
 
@@ -322,7 +323,7 @@ def _chunked_backward(causal, blk, res, d_out):
             dk = acc[0] + jnp.einsum("gbs,gbh->sh", ds, qb)
             dv = acc[1] + jnp.einsum("gbs,gbh->sh", p, dob)
             return (dk, dv), jnp.einsum("gbs,sh->gbh", ds, ki) * ctx.scale
-        zero = jnp.zeros(ki.shape, _acc(q))
+        zero = vary_together(jnp.zeros(ki.shape, _acc(q)), ki)[0]
         (dk, dv), dq = jax.lax.scan(one, (zero, zero), jnp.arange(ctx.nb))
         return dq, dk * ctx.scale, dv
 

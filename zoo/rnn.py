@@ -75,7 +75,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks
-from zoo.sharding import constrain, gather_params
+from zoo.sharding import constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 TASK = "classification"
@@ -352,6 +352,7 @@ def run_layer(p: Params, xs: Float[Array, "T B I"], mask, lengths, carry: State,
     """
     if reverse:
         xs = _reverse_padded(xs, lengths)
+    xs, carry = vary_together(xs, carry)
     t, b = xs.shape[:2]
     g, d = cfg.gates, cfg.hidden_dim
     steps = cfg.chunk_length(t, b, xs.dtype.itemsize)
@@ -581,6 +582,7 @@ def _lstm_layer(xs, w_i, b, w_h, h0, c0, mask, unroll, steps):
     ``w_i [I, 4, D]``, ``b [4, D]`` (both biases), ``w_h [D, 4, D]``, ``mask [T, B]`` or
     None. ``T`` is padded to a multiple of ``steps`` (the chunk length) with masked steps."""
     t = xs.shape[0]
+    xs, w_i, b, w_h, h0, c0 = vary_together(xs, w_i, b, w_h, h0, c0)
     xs, mask = _pad_to_chunks(xs, mask, steps)
     ys, h, c = _lstm_scan(_chunks(xs, steps), w_i, b, w_h, h0, c0, _chunks(mask, steps),
                           unroll)
@@ -754,9 +756,9 @@ def _lstm_backward(_unroll, res, cotangents):
         dx = (da @ wi_t).reshape(x_c.shape)
         return (dhc, dw_h, dw_i, db + da.sum(0)), dx
 
-    acc = (tuple(zip(_split_rows(dh_t, n), _split_rows(dc_t, n))),
-           jnp.zeros((d, 4 * d), w_h.dtype), jnp.zeros((n_in, 4 * d), w_i.dtype),
-           jnp.zeros(4 * d, w_h.dtype))
+    sums, _ = vary_together((jnp.zeros((d, 4 * d), w_h.dtype),
+                             jnp.zeros((n_in, 4 * d), w_i.dtype), jnp.zeros(4 * d, w_h.dtype)), xs)
+    acc = (tuple(zip(_split_rows(dh_t, n), _split_rows(dc_t, n))), *sums)
     (dhc, dw_h, dw_i, db), dxs = jax.lax.scan(
         chunk, acc, (xs, ys, starts, dys, z, c_prev, mask), reverse=True)
     dh0, dc0 = (_merge_rows(a) for a in zip(*dhc))

@@ -38,7 +38,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks, rnn
-from zoo.sharding import constrain, gather_params
+from zoo.sharding import constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 TASK = "sequence"
@@ -268,6 +268,7 @@ def greedy_decode(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array
         return (state, token, done | (token == cfg.eos_id)), token
 
     start = (state, jnp.full((b,), cfg.bos_id, jnp.int32), jnp.zeros((b,), bool))
+    start, _ = vary_together(start, src)
     return jnp.swapaxes(jax.lax.scan(step, start, None, length=max_len)[1], 0, 1)
 
 
@@ -311,6 +312,7 @@ def beam_search(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, 
     scores = jnp.full((b, n), _NEG).at[:, 0].set(0.0)
     start = (state, jnp.full((b, n), cfg.bos_id, jnp.int32), scores, jnp.zeros((b, n), bool),
              jnp.full((b, n, max_len), cfg.pad_id, jnp.int32))
+    start, _ = vary_together(start, src)
     (_, _, scores, _, tokens), _ = jax.lax.scan(step, start, jnp.arange(max_len))
     return tokens, scores
 

@@ -169,10 +169,12 @@ def constrain(x: jax.Array, logical: Sequence[str | None], *, rules=RULES) -> ja
     if len(logical) != x.ndim:
         raise ValueError(f"constrain: logical axes {tuple(logical)} do not match the "
                          f"activation's shape {shape_str(x.shape)}")
-    spec = logical_to_mesh(logical, rules)
+    spec = [_on_mesh(mesh, axes) for axes in logical_to_mesh(logical, rules)]
     spec = PartitionSpec(*(
         axes if size % _axis_size(mesh, axes) == 0 else None
         for size, axes in zip(x.shape, spec)))
+    if all(axes is None for axes in spec):
+        return x
     return jax.lax.with_sharding_constraint(x, spec)
 
 
@@ -196,12 +198,54 @@ def gather_params(params, axes, *, rules=RULES):
         [constrain(p, tuple(ax), rules=compute_rules) for p, ax in zip(leaves, specs)])
 
 
+def vary_together(*trees):
+    """The pytrees, every array leaf marked as varying over each manual mesh axis that any
+    leaf of any of them varies over.
+
+    Inside ``shard_map``, an array made there (a zero state, a start token, a gradient
+    accumulator) or passed in replicated (the parameters) does not vary over the batch's axis,
+    while one computed from the batch does; a scan's carry must keep its type, and a
+    ``custom_vjp`` must return cotangents of its inputs' types. Marking the inputs first makes
+    both hold, and differentiating the marking sums a replicated input's gradient over the
+    axis, as JAX does for its own operations. Outside ``shard_map`` (or on a JAX that tracks
+    no varying axes) every tree comes back unchanged.
+
+    >>> import jax.numpy as jnp
+    >>> h, x = vary_together(jnp.zeros(3), jnp.ones(3))      # no shard_map: unchanged
+    >>> h.tolist()
+    [0.0, 0.0, 0.0]
+    """
+    leaves, treedef = jax.tree.flatten(trees)
+    axes = frozenset().union(*map(_varying_axes, leaves))
+    leaves = [a if not axes - _varying_axes(a) else
+              jax.lax.pcast(a, tuple(sorted(axes - _varying_axes(a))), to="varying")
+              for a in leaves]
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def _varying_axes(x) -> frozenset:
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)                     # jax 0.10
+    return manual.varying if manual is not None else getattr(aval, "vma", frozenset())
+
+
 def _without(axes, name):
     if axes is None or axes == name:
         return None
     if isinstance(axes, str):
         return axes
     kept = tuple(a for a in axes if a != name)
+    return kept[0] if len(kept) == 1 else (kept or None)
+
+
+def _on_mesh(mesh, axes):
+    """``axes`` without the mesh axes that ``mesh`` lacks or that are manual (inside
+    ``shard_map``, where the caller has already split the arrays), ``None`` if none is left."""
+    if axes is None:
+        return None
+    names = (axes,) if isinstance(axes, str) else axes
+    manual = getattr(mesh, "manual_axes", ())
+    kept = tuple(a for a in names if a in mesh.axis_names and a not in manual)
     return kept[0] if len(kept) == 1 else (kept or None)
 
 
@@ -214,5 +258,5 @@ def _axis_size(mesh, axes) -> int:
 
 __all__ = [
     "MESH_AXES", "RULES", "make_mesh", "use_mesh", "logical_to_mesh", "sharding_for",
-    "shard_params", "shard_batch", "constrain", "gather_params",
+    "shard_params", "shard_batch", "constrain", "gather_params", "vary_together",
 ]

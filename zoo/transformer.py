@@ -52,7 +52,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks, attention, layers
-from zoo.sharding import constrain, gather_params
+from zoo.sharding import constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 PAD, BOS, MASK = 0, 1, 2
@@ -486,7 +486,8 @@ def greedy_decode(params: Params, src: Int[Array, "B S"], cfg: Config,
         logits, cache = decode_step(params, cache, token, cfg)
         nxt = jnp.argmax(logits, -1).astype(token.dtype)
         return (nxt, cache), nxt
-    _, out = jax.lax.scan(step, (prompt[:, -1], cache), None, length=length)
+    start, _ = vary_together((prompt[:, -1], cache), src)
+    _, out = jax.lax.scan(step, start, None, length=length)
     return out.T
 
 
