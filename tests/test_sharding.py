@@ -134,6 +134,8 @@ def test_vary_together_lets_a_zero_carry_scan_inside_shard_map_and_sums_its_grad
     # summed over the shards, as for JAX's own operations
     grad = jax.grad(lambda w: run(w, x).sum())(w)
     np.testing.assert_allclose(grad, np.asarray(x).sum(0), rtol=1e-6)
+    with pytest.raises(TypeError, match=r"trees\[1\]\['name'\] is a str"):
+        sharding.vary_together(x, {"name": "h0"})
 
 
 def test_fsdp_gather_keeps_results_exact():

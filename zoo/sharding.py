@@ -210,12 +210,20 @@ def vary_together(*trees):
     axis, as JAX does for its own operations. Outside ``shard_map`` (or on a JAX that tracks
     no varying axes) every tree comes back unchanged.
 
+    Raises:
+        TypeError: a leaf that is neither an array nor a number (the message gives its path).
+
     >>> import jax.numpy as jnp
     >>> h, x = vary_together(jnp.zeros(3), jnp.ones(3))      # no shard_map: unchanged
     >>> h.tolist()
     [0.0, 0.0, 0.0]
     """
-    leaves, treedef = jax.tree.flatten(trees)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(trees)
+    for path, leaf in flat:
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex)):
+            raise TypeError(f"vary_together: leaf trees{jax.tree_util.keystr(path)} is a "
+                            f"{type(leaf).__name__}, not an array")
+    leaves = [leaf for _, leaf in flat]
     axes = frozenset().union(*map(_varying_axes, leaves))
     leaves = [a if not axes - _varying_axes(a) else
               jax.lax.pcast(a, tuple(sorted(axes - _varying_axes(a))), to="varying")
@@ -230,22 +238,22 @@ def _varying_axes(x) -> frozenset:
 
 
 def _without(axes, name):
-    if axes is None or axes == name:
-        return None
-    if isinstance(axes, str):
-        return axes
-    kept = tuple(a for a in axes if a != name)
-    return kept[0] if len(kept) == 1 else (kept or None)
+    return _keep_axes(axes, lambda a: a != name)
 
 
 def _on_mesh(mesh, axes):
     """``axes`` without the mesh axes that ``mesh`` lacks or that are manual (inside
-    ``shard_map``, where the caller has already split the arrays), ``None`` if none is left."""
+    ``shard_map``, where the caller has already split the arrays)."""
+    manual = getattr(mesh, "manual_axes", ())
+    return _keep_axes(axes, lambda a: a in mesh.axis_names and a not in manual)
+
+
+def _keep_axes(axes, keep):
+    """The mesh axes of one spec entry (``None``, a name or a tuple) for which ``keep`` holds:
+    ``None`` if none, a name if one, else a tuple."""
     if axes is None:
         return None
-    names = (axes,) if isinstance(axes, str) else axes
-    manual = getattr(mesh, "manual_axes", ())
-    kept = tuple(a for a in names if a in mesh.axis_names and a not in manual)
+    kept = tuple(a for a in ((axes,) if isinstance(axes, str) else axes) if keep(a))
     return kept[0] if len(kept) == 1 else (kept or None)
 
 
