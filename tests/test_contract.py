@@ -145,22 +145,57 @@ def test_gradients_match_finite_differences_in_float64(name):
                                  eps=1e-6)
 
 
+def _check_sharded(spec, params, inputs, mesh):
+    """The jitted model on ``params`` and ``inputs`` placed on ``mesh`` by the zoo's rules
+    equals the unsharded run; returns its outputs."""
+    expected = jax.jit(spec.apply)(params, *inputs)
+    placed = sharding.shard_params(params, spec.param_axes(), mesh)
+    batch = sharding.shard_batch(inputs, mesh)
+    with jax.set_mesh(mesh):
+        out = jax.jit(spec.apply)(placed, *batch)
+    for o, e in zip(jax.tree.leaves(out), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(o), np.asarray(e), **SHARDED)
+    for x in jax.tree.leaves(batch):
+        assert len(x.addressable_shards) == 8
+        assert x.addressable_shards[0].data.shape[0] == BATCH // (
+            mesh.shape["data"] * mesh.shape["fsdp"])
+    return out
+
+
 @pytest.mark.parametrize("mesh_shape", MESHES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("name", FULL)
 def test_sharded_equals_unsharded(name, mesh_shape):
     spec, params, inputs = _setup(name)
-    expected = jax.jit(spec.apply)(params, *inputs)
-    mesh = sharding.make_mesh(mesh_shape)
-    placed = sharding.shard_params(params, spec.param_axes(), mesh)
-    batch = sharding.shard_batch(inputs, mesh)
-    with sharding.use_mesh(mesh):
-        out = jax.jit(spec.apply)(placed, *batch)
-    for o, e in zip(jax.tree.leaves(out), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(np.asarray(o), np.asarray(e), **SHARDED)
-    data = mesh.shape["data"] * mesh.shape["fsdp"]
-    for x in jax.tree.leaves(batch):
-        assert len(x.addressable_shards) == 8
-        assert x.addressable_shards[0].data.shape[0] == BATCH // data
+    _check_sharded(spec, params, inputs, sharding.make_mesh(mesh_shape))
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_sharded_equals_unsharded_on_explicit_axes(name):
+    """``jax.make_mesh``'s default axis type, ``Explicit``, on the zoo's axis names: the
+    parameters split over ``fsdp`` and ``tensor`` as the rules say, the batch over ``data``
+    and ``fsdp``."""
+    spec, params, inputs = _setup(name)
+    mesh = jax.make_mesh((2, 2, 2), sharding.MESH_AXES, axis_types=(AxisType.Explicit,) * 3)
+    out = _check_sharded(spec, params, inputs, mesh)
+    assert all(o.sharding.spec[0] == ("data", "fsdp") for o in jax.tree.leaves(out))
+
+
+def _weighted_objective(spec, weights):
+    """``params, inputs -> <apply(params, *inputs), weights>`` summed over the output leaves."""
+    def objective(p, xs):
+        o = spec.apply(p, *xs)
+        return sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(o), jax.tree.leaves(weights)))
+    return objective
+
+
+def _assert_grads_close(got, expected):
+    # entries that cancel to ~0 (a key bias's gradient is exactly 0 in exact arithmetic)
+    # keep rounding noise of the larger terms: absolute tolerance against the largest entry
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(expected))
+    for (path, g), x in zip(jax.tree_util.tree_leaves_with_path(expected),
+                            jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(g), rtol=1e-4, atol=1e-6 * scale,
+                                   err_msg=jax.tree_util.keystr(path))
 
 
 @pytest.mark.parametrize("name", FULL)
@@ -172,28 +207,38 @@ def test_runs_inside_a_users_shard_map(name):
     spec, params, inputs = _setup(name)
     out = spec.apply(params, *inputs)
     weights = jax.tree.map(lambda o: jax.random.normal(jax.random.key(2), o.shape), out)
-
-    def objective(p, xs, w):
-        o = spec.apply(p, *xs)
-        return sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(o), jax.tree.leaves(w)))
+    objective = _weighted_objective(spec, weights)
 
     def local(p, xs, w):
-        grad = jax.grad(lambda p: jax.lax.psum(objective(p, xs, w), "shards"))(p)
-        return spec.apply(p, *xs), grad
+        grad = jax.grad(lambda p: jax.lax.psum(_weighted_objective(spec, w)(p, xs), "shards"))
+        return spec.apply(p, *xs), grad(p)
 
     mesh = jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Auto,))
     run = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P("shards"), P("shards")),
                                 out_specs=(P("shards"), P())))
     got_out, got_grad = run(params, inputs, weights)
     _leaves_close(got_out, out)
-    grad = jax.grad(objective)(params, inputs, weights)
-    # entries that cancel to ~0 (a key bias's gradient is exactly 0 in exact arithmetic)
-    # keep rounding noise of the larger terms: absolute tolerance against the largest entry
-    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grad))
-    for (path, g), got in zip(jax.tree_util.tree_leaves_with_path(grad),
-                              jax.tree.leaves(got_grad), strict=True):
-        np.testing.assert_allclose(np.asarray(got), np.asarray(g), rtol=1e-4,
-                                   atol=1e-6 * scale, err_msg=jax.tree_util.keystr(path))
+    _assert_grads_close(got_grad, jax.grad(objective)(params, inputs))
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_runs_on_a_users_explicit_mesh(name):
+    """A user's data-parallel step in ``Explicit`` mode (``jax.make_mesh``'s default): a
+    mesh of the user's own axis name, the batch placed split eight ways, the parameters
+    replicated, everything under ``jax.jit``. The outputs come back split over the batch and
+    equal the unsharded ones, and so does the gradient of a weighted sum of them."""
+    spec, params, inputs = _setup(name)
+    out = spec.apply(params, *inputs)
+    weights = jax.tree.map(lambda o: jax.random.normal(jax.random.key(2), o.shape), out)
+    objective = _weighted_objective(spec, weights)
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        xs = jax.device_put(inputs, P("shards"))
+        got_out = jax.jit(spec.apply)(jax.device_put(params, P()), *xs)
+        got_grad = jax.jit(jax.grad(objective))(jax.device_put(params, P()), xs)
+    _leaves_close(got_out, out)
+    assert all(o.sharding.spec[0] == "shards" for o in jax.tree.leaves(got_out))
+    _assert_grads_close(got_grad, jax.grad(objective)(params, inputs))
 
 
 @pytest.mark.parametrize("name", FULL)

@@ -93,6 +93,27 @@ def test_decoders_run_inside_a_users_shard_map():
             assert_close(got, expected)
 
 
+def test_decoders_and_embeddings_on_a_users_explicit_mesh():
+    """Under ``jax.make_mesh``'s default ``Explicit`` axes, with the batch placed split
+    eight ways, greedy and beam decoding, the autoencoder embedding and a decoder step equal
+    the whole-batch results and come back split over the batch."""
+    cfg, params, src, n, _, _ = _setup("lstm", seed=3, batch=8)
+    calls = (lambda p, s, n: seq2seq.greedy_decode(p, s, n, cfg, max_len=6),
+             lambda p, s, n: seq2seq.beam_search(p, s, n, cfg, beam_size=3, max_len=6),
+             lambda p, s, n: seq2seq.embed(p, s, n, cfg),
+             lambda p, s, n: seq2seq.decode_step(p, seq2seq.init_decoder(p, s, n, cfg), s[:, 0],
+                                                 cfg))
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(jax.sharding.AxisType.Explicit,))
+    for call in calls:
+        with jax.set_mesh(mesh):
+            split = jax.device_put((src, n), jax.sharding.PartitionSpec("shards"))
+            got = jax.jit(call)(params, *split)
+        for g, expected in zip(jax.tree.leaves(got), jax.tree.leaves(call(params, src, n)),
+                               strict=True):
+            assert g.sharding.spec[0] == "shards"
+            assert_close(g, expected)
+
+
 def test_beam_search_finds_the_exhaustive_optimum_and_scores_are_log_probs():
     cfg, params, src, n, _, _ = _setup("lstm", seed=5, batch=2)
     max_len, words = 3, [t for t in range(cfg.vocab_size) if t not in (0, 1)]

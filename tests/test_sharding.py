@@ -1,4 +1,7 @@
-"""The sharding rules: meshes, placement, constraints, FSDP gathering, and their errors."""
+"""The sharding rules: meshes, placement, constraints, FSDP gathering, Explicit-mode entry
+points, and their errors."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -136,6 +139,73 @@ def test_vary_together_lets_a_zero_carry_scan_inside_shard_map_and_sums_its_grad
     np.testing.assert_allclose(grad, np.asarray(x).sum(0), rtol=1e-6)
     with pytest.raises(TypeError, match=r"trees\[1\]\['name'\] is a str"):
         sharding.vary_together(x, {"name": "h0"})
+
+
+def _running_lookup(table, tokens, scale, *, offset=None):
+    """A zero-carry scan over embedded tokens: a running sum of ``scale * table[token]``
+    (plus ``offset``). Under ``Explicit`` axes both the lookup of batch-split tokens and the
+    replicated zero carry meeting a batch-split update are sharding-type errors."""
+    emb = table[tokens] * scale + (0 if offset is None else offset)          # [B, T, D]
+    h0, emb = sharding.vary_together(jnp.zeros((tokens.shape[0], table.shape[1])), emb)
+    h, ys = jax.lax.scan(lambda h, e: (h + e, h + e), h0, jnp.swapaxes(emb, 0, 1))
+    return h, jnp.swapaxes(ys, 0, 1)
+
+
+def test_auto_inside_runs_explicit_mode_code_and_splits_the_outputs_over_the_batch():
+    table = jnp.arange(12.0).reshape(6, 2)
+    tokens = jax.random.randint(jax.random.key(0), (8, 5), 0, 6)
+    offset = jnp.linspace(0, 1, 8 * 5 * 2).reshape(8, 5, 2)
+    emb = np.asarray(table)[np.asarray(tokens)] * 3 + np.asarray(offset)
+    want = np.cumsum(emb, axis=1)                                   # the running sum, by NumPy
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        tokens, offset = jax.device_put((tokens, offset), P("shards"))
+        with pytest.raises(Exception, match="out_sharding"):
+            jax.jit(_running_lookup, static_argnums=2)(jax.device_put(table, P()), tokens, 3,
+                                                       offset=offset)
+        # the table as made outside the mesh, a static argument, an array keyword
+        run = jax.jit(sharding.auto_inside(_running_lookup), static_argnums=2)
+        h, ys = run(table, tokens, 3, offset=offset)
+    np.testing.assert_allclose(ys, want, rtol=1e-6)
+    np.testing.assert_allclose(h, want[:, -1], rtol=1e-6)
+    assert h.sharding.spec == P("shards", None) and ys.sharding.spec == P("shards", None, None)
+
+
+def test_auto_inside_is_the_plain_function_without_explicit_axes_and_names_a_bad_output():
+    total = sharding.auto_inside(lambda w, x: {"sum": (w * x).sum()})
+    x = jnp.ones((8, 3))
+    assert float(total(2.0, x)["sum"]) == 48.0                     # no mesh: fn as it is
+    with jax.set_mesh(jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Auto,))):
+        assert float(jax.jit(total)(2.0, x)["sum"]) == 48.0
+    with jax.set_mesh(jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Explicit,))):
+        with pytest.raises(ValueError, match=r"output\['sum'\] of shape \(\) does not lead"):
+            jax.jit(total)(2.0, jax.device_put(x, P("shards")))
+
+
+def test_auto_inside_within_a_shard_map_over_one_axis_of_an_explicit_mesh():
+    """Manual over ``shards``, ``Explicit`` over ``data``: only ``data`` turns ``Auto``."""
+    mesh = jax.make_mesh((2, 4), ("shards", "data"), axis_types=(AxisType.Explicit,) * 2)
+    table = jnp.arange(12.0).reshape(6, 2)
+    tokens = jax.random.randint(jax.random.key(1), (8, 5), 0, 6)
+    step = jax.shard_map(lambda t, x: sharding.auto_inside(_running_lookup)(t, x, 1)[0],
+                         mesh=mesh, in_specs=(P(), P("shards")), out_specs=P("shards"),
+                         axis_names={"shards"})
+    with jax.set_mesh(mesh):
+        h = jax.jit(step)(table, jax.device_put(tokens, P("shards")))
+    np.testing.assert_allclose(h, np.asarray(table)[np.asarray(tokens)].sum(1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, entry", [("cnn-protein_tiny", "features"),
+                                         ("attention-local", "attention_weights_of")])
+def test_entry_points_beyond_apply_on_a_users_explicit_mesh(name, entry):
+    spec = zoo.get(name)
+    params, (x,) = spec.init(jax.random.key(0)), spec.example_inputs(jax.random.key(1), 8)
+    call = functools.partial(getattr(spec.module, entry), cfg=spec.config)
+    with jax.set_mesh(jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Explicit,))):
+        got = jax.jit(call)(params, jax.device_put(x, P("shards")))
+    for g, expected in zip(jax.tree.leaves(got), jax.tree.leaves(call(params, x)), strict=True):
+        assert g.sharding.spec[0] == "shards"
+        np.testing.assert_allclose(np.asarray(g), np.asarray(expected), **SHARDED)
 
 
 def test_fsdp_gather_keeps_results_exact():

@@ -162,6 +162,23 @@ def test_sharded_training_equals_single_device(reference, mesh_shape):
         assert w.addressable_shards[0].data.shape != w.shape
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_train_step_on_a_users_explicit_mesh_equals_unsharded(accumulate):
+    """``jax.make_mesh``'s default (``Explicit`` axes, the user's own axis name) with the
+    batch placed split eight ways: the step's loss and new parameters equal the unsharded
+    step's, with and without micro-batches."""
+    spec, opt = zoo.get("rnn-tiny"), optax.adam(1e-2)
+    step = train.make_train_step(spec, opt, accumulate=accumulate)
+    batch = spec.example_batch(jax.random.key(1), 16)
+    expected, expected_loss = step(train.init_state(spec, opt, jax.random.key(0)), *batch)
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(jax.sharding.AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        state = train.init_state(spec, opt, jax.random.key(0))
+        state, loss = step(state, *jax.device_put(batch, jax.sharding.PartitionSpec("shards")))
+    np.testing.assert_allclose(float(loss), float(expected_loss), **SHARDED)
+    _params_close(state.params, expected.params)
+
+
 # --- checkpoints and resume -------------------------------------------------------------------
 
 def test_resume_continues_exactly(reference, tmp_path):

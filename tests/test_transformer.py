@@ -180,6 +180,34 @@ def test_greedy_decoding_inside_a_users_shard_map_equals_unsplit(name):
     np.testing.assert_array_equal(run(params, src), decode(params, src))
 
 
+@pytest.mark.parametrize("name", ["tiny", "lm_tiny"])
+def test_decoding_encoding_and_maps_on_a_users_explicit_mesh(name):
+    """Under ``jax.make_mesh``'s default ``Explicit`` axes, with the batch placed split eight
+    ways, cached greedy decoding, the encoder (with its weights) and the attention maps
+    equal the whole-batch results, split over the batch (the maps on their batch axis)."""
+    cfg = tf.PRESETS[name]
+    params = tf.init(jax.random.key(0), cfg)
+    src = jax.random.randint(jax.random.key(1), (8, 4), 3, cfg.vocab_size)
+    calls = {"greedy": lambda p, s: tf.greedy_decode(p, s, cfg, 3)}
+    if cfg.kind == "encoder_decoder":
+        calls["encode"] = lambda p, s: tf.encode(p, s, cfg, return_weights=True)
+        calls.update({stack: lambda p, s, stack=stack: tf.attention_maps(p, s, s, cfg,
+                                                                         stack=stack)
+                      for stack in tf.STACKS})
+    else:
+        calls["maps"] = lambda p, s: tf.attention_maps(p, s, cfg)
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(jax.sharding.AxisType.Explicit,))
+    for what, call in calls.items():
+        with jax.set_mesh(mesh):
+            got = jax.jit(call)(params, jax.device_put(src, jax.sharding.PartitionSpec("shards")))
+        for g, expected in zip(jax.tree.leaves(got), jax.tree.leaves(call(params, src)),
+                               strict=True):
+            batch_axis = 1 if g.ndim == 5 else 0                 # weights: [L, B, N, T, S]
+            assert g.sharding.spec[batch_axis] == "shards", (what, g.sharding)
+            np.testing.assert_allclose(np.asarray(g), np.asarray(expected), rtol=1e-5,
+                                       atol=1e-6, err_msg=what)
+
+
 def test_causal_receptive_field_from_gradients():
     cfg = tf.PRESETS["lm_tiny"]
     params = tf.init(jax.random.key(0), cfg)

@@ -59,7 +59,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float
 
 from zoo import _checks, layers
-from zoo.sharding import constrain, gather_params, vary_together
+from zoo.sharding import auto_inside, constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 TASK = "regression"
@@ -151,6 +151,7 @@ def param_axes(cfg: Config) -> ParamAxes:
     return _proj_axes()
 
 
+@auto_inside
 def apply(params: Params, x: Float[Array, "B T D"], cfg: Config, *,
           context: Float[Array, "B S D"] | None = None,
           mask: Bool[Array, "B N T S"] | None = None, key=None,
@@ -181,6 +182,7 @@ def apply(params: Params, x: Float[Array, "B T D"], cfg: Config, *,
     return out
 
 
+@auto_inside
 def attention_weights_of(params: Params, x: Float[Array, "B T D"], cfg: Config, *,
                          context=None, mask=None) -> tuple[Array, Array]:
     """Like :func:`apply` through the explicit path, also returning weights ``[B, N, T, S]``.

@@ -59,7 +59,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
 from zoo import _checks, layers
-from zoo.sharding import constrain, gather_params
+from zoo.sharding import auto_inside, constrain, gather_params
 from zoo.types import ParamAxes, Params
 
 TASK = "classification"
@@ -398,6 +398,7 @@ def param_axes(cfg: Config) -> ParamAxes:
     return axes
 
 
+@auto_inside
 def apply(params: Params, x: Array, cfg: Config, *, key=None,
           train: bool = False) -> Float[Array, "B O"]:
     """Classifies ``x``: conv layers, residual blocks, global pooling, dense head.
@@ -430,6 +431,7 @@ def apply(params: Params, x: Array, cfg: Config, *, key=None,
     return layers.dense(params["out"], h)
 
 
+@auto_inside
 def features(params: Params, x: Array, cfg: Config) -> Float[Array, "B *S C"]:
     """The feature map before global pooling: ``[B, *spatial', C]`` (``C = channels[-1]``).
 

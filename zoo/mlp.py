@@ -37,7 +37,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
 from zoo import _checks, layers
-from zoo.sharding import constrain, gather_params
+from zoo.sharding import auto_inside, constrain, gather_params
 from zoo.types import ParamAxes, Params
 
 TASK = "classification"
@@ -134,6 +134,7 @@ def param_axes(cfg: Config) -> ParamAxes:
     return axes
 
 
+@auto_inside
 def apply(params: Params, x: Float[Array, "B I"], cfg: Config, *, key=None,
           train: bool = False) -> Float[Array, "B O"]:
     """Feeds ``x`` forward through the plain layers, the blocks and the output layer.

@@ -34,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks
-from zoo.sharding import gather_params
+from zoo.sharding import auto_inside, gather_params
 from zoo.types import ParamAxes, Params
 
 TASK = "binary"
@@ -107,6 +107,7 @@ def score(params: Params, x: Float[Array, "B I"], cfg: Config) -> Float[Array, "
     return x.astype(dtype) @ params["w"].astype(dtype) + params["b"].astype(dtype)
 
 
+@auto_inside
 def apply(params: Params, x: Float[Array, "B I"], cfg: Config, *, key=None,
           train: bool = False) -> Float[Array, "B"]:
     """The perceptron's output ŷ = f(w·x + w0) in {0, 1}.

@@ -75,7 +75,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks
-from zoo.sharding import constrain, gather_params, vary_together
+from zoo.sharding import auto_inside, constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 TASK = "classification"
@@ -233,6 +233,7 @@ def param_axes(cfg: Config) -> ParamAxes:
     return axes
 
 
+@auto_inside
 def apply(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | None,
           cfg: Config, *, mask=None, initial_state: State | None = None,
           return_state: bool = False, key=None, train: bool = False):

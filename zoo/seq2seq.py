@@ -38,7 +38,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks, rnn
-from zoo.sharding import constrain, gather_params, vary_together
+from zoo.sharding import auto_inside, constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 TASK = "sequence"
@@ -162,6 +162,7 @@ def param_axes(cfg: Config) -> ParamAxes:
             "out": {"w": P("embed", "vocab"), "b": P("vocab")}}
 
 
+@auto_inside
 def apply(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
           tgt_in: Int[Array, "B T"], cfg: Config, *, key=None,
           train: bool = False) -> Float[Array, "B T V"]:
@@ -201,6 +202,7 @@ def _apply(params, src, src_lengths, tgt_in, cfg):
     return _logits(params, y)
 
 
+@auto_inside
 def embed(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
           cfg: Config) -> Float[Array, "B LKD"]:
     """The fixed-size embedding of each source: the decoder's initial hidden states,
@@ -217,6 +219,7 @@ def embed(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
     return h.reshape(h.shape[0], -1)
 
 
+@auto_inside
 def init_decoder(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
                  cfg: Config) -> rnn.State:
     """The decoder's initial :class:`zoo.rnn.State` ``[B, L, K*D]`` from the encoder."""
@@ -224,6 +227,7 @@ def init_decoder(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array,
     return _encode(gather_params(params, param_axes(cfg)), src, src_lengths, cfg)
 
 
+@auto_inside
 def decode_step(params: Params, state: rnn.State, token: Int[Array, "B"],
                 cfg: Config) -> tuple[Float[Array, "B V"], rnn.State]:
     """One decoder step: the previous token in, next-token logits and the new state out."""
@@ -244,6 +248,7 @@ def decode_step(params: Params, state: rnn.State, token: Int[Array, "B"],
     return _logits(params, x), new
 
 
+@auto_inside
 def greedy_decode(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
                   cfg: Config, *, max_len: int | None = None) -> Int[Array, "B T"]:
     """Most likely token at every step, until ``EOS`` (kept) or ``max_len`` tokens.
@@ -272,6 +277,7 @@ def greedy_decode(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array
     return jnp.swapaxes(jax.lax.scan(step, start, None, length=max_len)[1], 0, 1)
 
 
+@auto_inside
 def beam_search(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
                 cfg: Config, *, beam_size: int = 4, max_len: int | None = None):
     """Beam search over whole sequences by their total log-probability.

@@ -15,7 +15,11 @@ resolves this), so a ``[hidden, mlp]`` matrix splits its ``mlp`` columns only.
 
 Meshes are made with ``AxisType.Auto`` on every axis: the compiler propagates shardings from
 the placed parameters and the constraints at block boundaries, the classic GSPMD model. Every
-model then runs unchanged on one device, eight, or many hosts.
+model then runs unchanged on one device, eight, or many hosts. On a user's mesh of
+``Explicit`` axes (``jax.make_mesh``'s default) the models' entry points switch those axes to
+``Auto`` for their body and return outputs split over the batch (:func:`auto_inside`); inside
+a user's ``shard_map`` the scans' carries are marked varying over its axes
+(:func:`vary_together`).
 
 Example:
     >>> import jax, zoo
@@ -30,6 +34,7 @@ Example:
     (8, 3)
 """
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -231,6 +236,75 @@ def vary_together(*trees):
     return jax.tree.unflatten(treedef, leaves)
 
 
+def auto_inside(fn):
+    """Decorator: ``fn(params, x, ...)`` runs with the current mesh's ``Explicit`` axes made
+    ``Auto``; every output comes back split over the batch as ``x`` is.
+
+    ``jax.make_mesh`` makes ``Explicit`` axes by default, where every operation must resolve
+    its output's sharding from its inputs' types: an embedding lookup of batch-split tokens,
+    a scan whose zero carry meets a batch-split update, or a reshape of a split axis is then
+    an error until told its output sharding. The models are written for ``Auto`` axes (the
+    compiler propagates shardings from the inputs and :func:`constrain`), so their public
+    entry points switch those axes to ``Auto`` for their body (``jax.sharding.auto_axes``)
+    and hand back outputs split as their batch input's leading axis is: for the caller, the
+    models behave like any ``Explicit``-mode function. With no ``Explicit`` axis current
+    (no mesh, ``Auto`` meshes, inside ``shard_map`` over all axes) ``fn`` runs unchanged.
+
+    ``x`` is the first argument after ``params`` (its first leaf, if a pytree); every output
+    leaf of ``fn`` leads with the batch axis (the model contract).
+
+    Raises:
+        ValueError: under an ``Explicit`` axis, an output leaf whose leading axis is not the
+            batch's (the message gives its path).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jax.sharding import AxisType, PartitionSpec as P
+    >>> table = jnp.arange(12.0).reshape(6, 2)
+    >>> lookup = auto_inside(lambda table, tokens: table[tokens])
+    >>> mesh = jax.make_mesh((1,), ("shards",), axis_types=(AxisType.Explicit,),
+    ...                      devices=jax.devices()[:1])
+    >>> with jax.set_mesh(mesh):
+    ...     tokens = jax.device_put(jnp.array([[1, 5]]), P("shards"))
+    ...     out = jax.jit(lookup)(table, tokens)
+    >>> out.sharding.spec == P("shards", None, None), out.tolist()
+    (True, [[[2.0, 3.0], [10.0, 11.0]]])
+    """
+    @functools.wraps(fn)
+    def wrapped(params, x, *args, **kwargs):
+        mesh = jax.sharding.get_abstract_mesh()
+        explicit = tuple(name for name, kind in zip(mesh.axis_names, mesh.axis_types)
+                         if kind == AxisType.Explicit)
+        leads = jax.tree.leaves(x)
+        if not explicit or not leads or np.ndim(leads[0]) == 0:
+            return fn(params, x, *args, **kwargs)             # fn's own checks name bad input
+        spec = jax.typeof(leads[0]).sharding.spec
+        # auto_axes re-types its positional array arguments only: pass every array leaf of
+        # the call that way, and the rest (the config, flags, sizes) as they are.
+        leaves, treedef = jax.tree.flatten((params, x, args, kwargs))
+        is_array = [isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves]
+
+        def body(*arrays):
+            arrays = iter(arrays)
+            p, x_, a, kw = treedef.unflatten(
+                [next(arrays) if array else leaf for leaf, array in zip(leaves, is_array)])
+            out = fn(p, x_, *a, **kw)
+            _check_batch_leading(out, np.shape(leads[0])[0], getattr(fn, "__name__", "fn"))
+            return out
+        split = PartitionSpec(spec[0] if len(spec) else None)
+        return jax.sharding.auto_axes(body, axes=explicit, out_sharding=split)(
+            *(leaf for leaf, array in zip(leaves, is_array) if array))
+    return wrapped
+
+
+def _check_batch_leading(out, batch_size: int, name: str):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(out):
+        if np.ndim(leaf) == 0 or np.shape(leaf)[0] != batch_size:
+            raise ValueError(
+                f"{name}: output{jax.tree_util.keystr(path)} of shape "
+                f"{shape_str(np.shape(leaf))} does not lead with the batch axis "
+                f"({batch_size}), so it cannot be split as the batch is")
+
+
 def _varying_axes(x) -> frozenset:
     aval = jax.typeof(x)
     manual = getattr(aval, "manual_axis_type", None)                     # jax 0.10
@@ -266,5 +340,5 @@ def _axis_size(mesh, axes) -> int:
 
 __all__ = [
     "MESH_AXES", "RULES", "make_mesh", "use_mesh", "logical_to_mesh", "sharding_for",
-    "shard_params", "shard_batch", "constrain", "gather_params", "vary_together",
+    "shard_params", "shard_batch", "constrain", "gather_params", "vary_together", "auto_inside",
 ]

@@ -52,7 +52,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks, attention, layers
-from zoo.sharding import constrain, gather_params, vary_together
+from zoo.sharding import auto_inside, constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
 PAD, BOS, MASK = 0, 1, 2
@@ -185,6 +185,7 @@ def param_axes(cfg: Config) -> ParamAxes:
     return axes
 
 
+@auto_inside
 def apply(params: Params, *args, key: jax.Array | None = None,
           train: bool = False) -> Float[Array, "B T V"]:
     """Logits of the model: ``apply(params, src, tgt_in, cfg)`` for an encoder-decoder,
@@ -259,11 +260,23 @@ def encode(params: Params, src: Int[Array, "B S"], cfg: Config, *, key=None,
            return_weights: bool = False):
     """The encoder's output ``memory [B, S, D]`` (after the final norm when pre-norm), and
     its self-attention weights ``[L, B, N, S, S]`` if asked (else ``None``)."""
+    h, w = _encode(params, src, cfg, key=key, return_weights=return_weights)
+    return h, _swap_layers_and_batch(w)
+
+
+@auto_inside
+def _encode(params, src, cfg, *, key, return_weights):
+    # ``encode`` with the weights batch-major ``[B, L, ...]``, as auto_inside splits them
     h, w = _encoder(params, src, cfg, key=key, return_weights=return_weights)
     if cfg.kind == "encoder_decoder" and cfg.norm == "pre":
         h = layers.layer_norm(h, params["encoder_norm"]["scale_d"],
                               params["encoder_norm"]["bias_d"], cfg.norm_eps)
-    return h, w
+    return h, _swap_layers_and_batch(w)
+
+
+def _swap_layers_and_batch(weights):
+    """Stacked attention weights ``[L, B, ...] <-> [B, L, ...]`` (``None`` stays ``None``)."""
+    return jax.tree.map(lambda w: jnp.swapaxes(w, 0, 1), weights)
 
 
 STACKS = ("encoder", "decoder", "cross")
@@ -299,15 +312,22 @@ def attention_maps(params: Params, *args, stack: str | None = None
                          f"got {stack!r}")
     for name, x in zip(("src", "tgt_in") if len(inputs) == 2 else ("tokens",), inputs):
         _check_tokens(x, name, cfg)
+    return _swap_layers_and_batch(_attention_maps(params, *inputs, cfg, stack=stack))
+
+
+@auto_inside
+def _attention_maps(params, *args, stack):
+    # ``attention_maps`` batch-major ``[B, L, N, T, S]``, as auto_inside splits them
+    inputs, cfg = args[:-1], args[-1]
     params = gather_params(params, param_axes(cfg))
     if cfg.kind == "decoder":
-        return _decoder(params, inputs[0], cfg, return_weights=True)[1][0]
-    memory, enc_w = encode(params, inputs[0], cfg, return_weights=True)
+        return _swap_layers_and_batch(_decoder(params, inputs[0], cfg, return_weights=True)[1][0])
+    memory, enc_w = _encode(params, inputs[0], cfg, key=None, return_weights=True)
     if stack == "encoder":
         return enc_w
     _, (self_w, cross_w) = _decoder(params, inputs[1], cfg, memory=memory,
                                     src_mask=inputs[0] != PAD, return_weights=True)
-    return self_w if stack == "decoder" else cross_w
+    return _swap_layers_and_batch(self_w if stack == "decoder" else cross_w)
 
 
 # --- incremental decoding ----------------------------------------------------------------------
@@ -465,6 +485,7 @@ def decoder_layer(p: Params, h: Float[Array, "B T D"], cfg: Config, *, memory=No
     return h, (w_self, w_cross)
 
 
+@auto_inside
 def greedy_decode(params: Params, src: Int[Array, "B S"], cfg: Config,
                   length: int) -> Int[Array, "B T"]:
     """Greedy decoding of ``length`` tokens with the KV cache: an encoder-decoder reads
