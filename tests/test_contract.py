@@ -241,6 +241,23 @@ def test_runs_on_a_users_explicit_mesh(name):
     _assert_grads_close(got_grad, jax.grad(objective)(params, inputs))
 
 
+@pytest.mark.parametrize("name", [n for n in ALL if n not in FULL])
+def test_large_models_trace_on_a_users_explicit_mesh(name):
+    """The models above ``FULL_LIMIT``, abstractly: on an ``Explicit`` mesh the outputs'
+    types say they are split over the batch."""
+    spec = zoo.get(name)
+    mesh = jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Explicit,))
+    params = jax.eval_shape(spec.init, jax.random.key(0))
+    inputs = jax.eval_shape(lambda k: spec.example_inputs(k, BATCH), jax.random.key(1))
+    split = jax.sharding.NamedSharding(mesh, P("shards"))
+    inputs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=split),
+                          inputs)
+    with jax.set_mesh(mesh):
+        out = jax.eval_shape(spec.apply, params, *inputs)
+    for leaf in jax.tree.leaves(out):
+        assert leaf.sharding.spec[0] == "shards", leaf
+
+
 @pytest.mark.parametrize("name", FULL)
 def test_interop_wrappers_agree(name):
     spec, _, inputs = _setup(name)
