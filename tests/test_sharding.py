@@ -180,6 +180,8 @@ def test_auto_inside_is_the_plain_function_without_explicit_axes_and_names_a_bad
     with jax.set_mesh(jax.make_mesh((8,), ("shards",), axis_types=(AxisType.Explicit,))):
         with pytest.raises(ValueError, match=r"output\['sum'\] of shape \(\) does not lead"):
             jax.jit(total)(2.0, jax.device_put(x, P("shards")))
+    with pytest.raises(TypeError, match="fn must be callable, got a str"):
+        sharding.auto_inside("apply")
 
 
 def test_auto_inside_within_a_shard_map_over_one_axis_of_an_explicit_mesh():

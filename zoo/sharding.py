@@ -254,6 +254,7 @@ def auto_inside(fn):
     leaf of ``fn`` leads with the batch axis (the model contract).
 
     Raises:
+        TypeError: ``fn`` is not callable.
         ValueError: under an ``Explicit`` axis, an output leaf whose leading axis is not the
             batch's (the message gives its path).
 
@@ -269,13 +270,16 @@ def auto_inside(fn):
     >>> out.sharding.spec == P("shards", None, None), out.tolist()
     (True, [[[2.0, 3.0], [10.0, 11.0]]])
     """
+    if not callable(fn):
+        raise TypeError(f"auto_inside: fn must be callable, got a {type(fn).__name__}")
+
     @functools.wraps(fn)
     def wrapped(params, x, *args, **kwargs):
         mesh = jax.sharding.get_abstract_mesh()
         explicit = tuple(name for name, kind in zip(mesh.axis_names, mesh.axis_types)
                          if kind == AxisType.Explicit)
-        leads = jax.tree.leaves(x)
-        if not explicit or not leads or np.ndim(leads[0]) == 0:
+        leads = jax.tree.leaves(x) if explicit else ()
+        if not leads or np.ndim(leads[0]) == 0:
             return fn(params, x, *args, **kwargs)             # fn's own checks name bad input
         spec = jax.typeof(leads[0]).sharding.spec
         # auto_axes re-types its positional array arguments only: pass every array leaf of

@@ -318,16 +318,20 @@ def attention_maps(params: Params, *args, stack: str | None = None
 @auto_inside
 def _attention_maps(params, *args, stack):
     # ``attention_maps`` batch-major ``[B, L, N, T, S]``, as auto_inside splits them
+    return _swap_layers_and_batch(_layer_major_maps(params, *args, stack=stack))
+
+
+def _layer_major_maps(params, *args, stack):
     inputs, cfg = args[:-1], args[-1]
     params = gather_params(params, param_axes(cfg))
     if cfg.kind == "decoder":
-        return _swap_layers_and_batch(_decoder(params, inputs[0], cfg, return_weights=True)[1][0])
-    memory, enc_w = _encode(params, inputs[0], cfg, key=None, return_weights=True)
+        return _decoder(params, inputs[0], cfg, return_weights=True)[1][0]
+    memory, enc_w = encode(params, inputs[0], cfg, return_weights=True)
     if stack == "encoder":
         return enc_w
     _, (self_w, cross_w) = _decoder(params, inputs[1], cfg, memory=memory,
                                     src_mask=inputs[0] != PAD, return_weights=True)
-    return _swap_layers_and_batch(self_w if stack == "decoder" else cross_w)
+    return self_w if stack == "decoder" else cross_w
 
 
 # --- incremental decoding ----------------------------------------------------------------------
