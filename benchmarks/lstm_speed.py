@@ -46,9 +46,9 @@ def _zoo_fns(cfg):
 def _products_fns(cfg):
     """The zoo LSTM's matrix products without its gate arithmetic: a floor for its time.
 
-    The layer's own loops (time-major, padded and cut into chunks of
-    :meth:`zoo.rnn.Config.chunk_length` steps by its helpers; per chunk ``X_c W_i`` as one
-    product, per step ``h W_h``, unrolled as ``cfg`` says), with
+    The layer's own loops (padded and cut into chunks of
+    :meth:`zoo.rnn.Config.chunk_length` steps, each read and written by its helpers; per
+    chunk ``X_c W_i`` as one product, per step ``h W_h``, unrolled as ``cfg`` says), with
     ``h_{t+1} = (x_t W_i + h_t W_h)[:, :D]`` in place of the cell.
     """
     d = cfg.hidden_dim
@@ -57,17 +57,21 @@ def _products_fns(cfg):
         w_i = p["layer_0"]["fwd"]["w_i_igd"].reshape(cfg.in_dim, -1)
         w_h = p["layer_0"]["fwd"]["w_h_dgd"].reshape(d, -1)
         steps = cfg.chunk_length(x.shape[1], x.shape[0], x.dtype.itemsize)
-        xs, _ = rnn._pad_to_chunks(jnp.swapaxes(x, 0, 1), None, steps)
+        xs, _ = rnn._pad_to_chunks(x, None, steps)
 
         def step(h, xp_t):
             h = (xp_t + h @ w_h)[:, :d]
             return h, h
 
-        def chunk(h, x_c):
-            return jax.lax.scan(step, h, x_c @ w_i, unroll=cfg.steps_per_iteration)
-        _, ys = jax.lax.scan(chunk, jnp.zeros((x.shape[0], d), x.dtype),
-                             rnn._chunks(xs, steps))
-        return jnp.swapaxes(ys.reshape((-1,) + ys.shape[2:])[:x.shape[1]], 0, 1)
+        def chunk(state, k):
+            h, ys = state
+            h, y = jax.lax.scan(step, h, rnn._chunk(xs, k, steps) @ w_i,
+                                unroll=cfg.steps_per_iteration)
+            return (h, rnn._put_chunk(ys, y, k, steps)), None
+        (_, ys), _ = jax.lax.scan(
+            chunk, (jnp.zeros((x.shape[0], d), x.dtype), rnn._sequence_buffer(xs, d)),
+            jnp.arange(xs.shape[1] // steps))
+        return ys[:, :x.shape[1]]
 
     def fwd_bwd(p, x):
         return jax.grad(lambda p: jnp.sum(fwd(p, x)))(p)
