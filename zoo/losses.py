@@ -1,0 +1,88 @@
+"""Losses shared by the families and the trainer, and the one vocabulary of tasks.
+
+Every loss is a mean over entries, computed in float32, with an optional ``mask`` (1 on real
+entries, 0 on padding) that weights them::
+
+    L = Σ_i m_i ℓ_i / max(Σ_i m_i, 1)
+
+A model's ``task`` (``zoo.get(name).task``) names what its outputs mean and so which loss
+trains it; the trainer and the console read the same names from :data:`TASKS`.
+Language-modelling targets are the next tokens already aligned with the inputs
+(``labels[:, t] = tokens[:, t + 1]``); masked-LM targets are the original tokens with the
+mask selecting the masked positions.
+
+>>> float(cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3])))     # log 4
+1.3862...
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int
+
+
+def cross_entropy(logits: Float[Array, "... V"], labels: Int[Array, "..."],
+                  mask: Array | None = None) -> jax.Array:
+    """Mean softmax cross-entropy with integer labels, in float32; ``mask`` weights entries.
+
+    Serves classification (``[B, V]`` logits), sequence labelling and language modelling
+    (``[B, T, V]`` logits against ``[B, T]`` labels, padding masked out).
+
+    >>> logits = jnp.array([[[0.0, 0.0], [5.0, -5.0]]])
+    >>> float(cross_entropy(logits, jnp.array([[0, 1]]), jnp.array([[1, 0]])))  # log 2
+    0.6931...
+    """
+    losses = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), labels)
+    return masked_mean(losses, mask)
+
+
+def binary_cross_entropy(logits: Float[Array, "..."], labels: Array,
+                         mask: Array | None = None) -> jax.Array:
+    """Mean sigmoid cross-entropy of logits against {0, 1} labels, in float32.
+
+    >>> round(float(binary_cross_entropy(jnp.zeros(3), jnp.array([0, 1, 1]))), 4)  # log 2
+    0.6931
+    """
+    losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32),
+                                                labels.astype(jnp.float32))
+    return masked_mean(losses, mask)
+
+
+def mean_squared_error(outputs: Array, targets: Array, mask: Array | None = None) -> jax.Array:
+    """Mean of ``(outputs − targets)²``, in float32.
+
+    >>> float(mean_squared_error(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0])))
+    5.0
+    """
+    losses = jnp.square(outputs.astype(jnp.float32) - targets.astype(jnp.float32))
+    return masked_mean(losses, mask)
+
+
+def masked_mean(losses: Array, mask: Array | None) -> jax.Array:
+    """``Σ m ℓ / max(Σ m, 1)``; a mask of fewer axes than ``losses`` broadcasts on the right.
+
+    >>> float(masked_mean(jnp.array([1.0, 2.0, 9.0]), jnp.array([1, 1, 0])))
+    1.5
+    """
+    if mask is None:
+        return losses.mean()
+    mask = mask.astype(losses.dtype).reshape(mask.shape + (1,) * (losses.ndim - mask.ndim))
+    mask = jnp.broadcast_to(mask, losses.shape)
+    return (losses * mask).sum() / jnp.maximum(mask.sum(), 1)
+
+
+#: Task -> loss on ``(outputs, labels, mask=None)``: the vocabulary of every model's ``task``,
+#: the trainer's default losses and the console's ``--task``.
+LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "binary": binary_cross_entropy,
+    "classification": cross_entropy,
+    "regression": mean_squared_error,
+    "sequence_labelling": cross_entropy,
+    "lm": cross_entropy,
+    "masked_lm": cross_entropy,
+    "seq2seq": cross_entropy,
+}
+TASKS = tuple(LOSSES)
