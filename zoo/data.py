@@ -35,6 +35,40 @@ _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".
 
 # --- loading ----------------------------------------------------------------------------------
 
+#: The environment variable that names the folder of real data sets (``deeploc/``,
+#: ``dna_uci/``, ``pfam_domains_structures/``, ``viral_escape/``).
+DATA_ENV = "ZOO_DATA"
+
+
+def data_dir(*parts: str, root: str | Path | None = None) -> Path:
+    """The path of a real data set: ``root`` (an argument) or ``$ZOO_DATA``, then ``parts``.
+
+    The one data setting of the library, the examples and the console (``--data-dir``).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     (Path(d) / "deeploc").mkdir()
+    ...     data_dir("deeploc", root=d).name
+    'deeploc'
+
+    Raises:
+        FileNotFoundError: if neither ``root`` nor ``$ZOO_DATA`` is set, or the path does not
+            exist; the message says where the files go.
+    """
+    base = root if root is not None else os.environ.get(DATA_ENV)
+    where = ("put the data sets (folders deeploc/, dna_uci/, pfam_domains_structures/, "
+             f"viral_escape/) in one folder and pass its path as data_dir= (--data-dir on the "
+             f"console) or set {DATA_ENV}=/path/to/that/folder")
+    if not base:
+        raise FileNotFoundError(f"no data folder given: {where}")
+    path = Path(base).expanduser().joinpath(*parts)
+    if not path.exists():
+        source = "data_dir" if root is not None else f"${DATA_ENV}"
+        raise FileNotFoundError(f"{path} does not exist ({source} = {base}): {where}")
+    return path
+
+
+
 def load(source: str | Path, *, split: str = "train", cache_dir: str | None = None, **kw):
     """A ``datasets.Dataset`` from a local CSV/TSV/JSON(L)/text/FASTA file or a Hub name.
 
