@@ -261,7 +261,8 @@ class KmerTokenizer(CharTokenizer):
 
     def decode(self, ids) -> str:
         """The sequence the k-mers overlap into: the first k-mer, then the last ``stride``
-        letters of each next one (pad/cls/eos dropped, ``<unk>`` letters as ``?``)."""
+        letters of each next one (pad/cls/eos dropped). An ``<unk>`` window adds ``?`` for
+        its letters, so a plain letter that only it contributes shows as ``?`` too."""
         ids = [int(i) for i in _check_ids(ids, self.vocab_size) if i not in (PAD, CLS, EOS)]
         parts = [self._show(i) * self.k if i < len(SPECIALS) else self.tokens[i] for i in ids]
         return "".join(p if j == 0 else p[-self.stride:] for j, p in enumerate(parts))
