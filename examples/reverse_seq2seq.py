@@ -16,13 +16,14 @@ import numpy as np
 import optax
 
 from zoo import seq2seq
+from zoo.registry import spec_for
 from zoo.train import init_state, make_train_step
 
 
 def train(steps: int = 5000, batch: int = 128, seed: int = 0, lr: float = 5e-3,
           log_every: int = 250):
     """Returns ``(params, seconds)`` after ``steps`` Adam steps on fresh random batches."""
-    spec = seq2seq.spec_for(seq2seq.REVERSE, "seq2seq-reverse")
+    spec = spec_for("seq2seq", seq2seq.REVERSE, "seq2seq-reverse")
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(200, steps // 10), steps,
                                                   lr / 20)
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))

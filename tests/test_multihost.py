@@ -32,9 +32,9 @@ def _train(mesh_shape, checkpoint_dir):
     losses = []
     for until, resume in ((UNTIL, False), (STEPS, True)):
         loader = data.Loader.from_arrays((x,), y, batch_size=B, seed=5)
-        result = train.fit(spec, loader, steps=STEPS, config=config, mesh=mesh,
-                           checkpoint_dir=checkpoint_dir, resume=resume, until=until,
-                           progress=False)
+        run = train.RunConfig(steps=STEPS, checkpoint_dir=checkpoint_dir, resume=resume,
+                              until=until, progress=False)
+        result = train.fit(spec, loader, run, config=config, mesh=mesh)
         losses += [h["loss"] for h in result.history]
     rows = loader.rows
     params = jax.tree.map(np.asarray, _gather(result.state.params))

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import zoo
-from zoo import data, sharding, train
+from zoo import data, losses, sharding, train
 from tests.tolerances import SHARDED, assert_close
 
 MODEL = "mlp-tiny"
@@ -29,10 +29,11 @@ def _single():
     return sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
 
 
-def _fit(mesh=None, steps=STEPS, config=CONFIG, **kw):
+def _fit(mesh=None, steps=STEPS, config=CONFIG, eval_data=None, **kw):
     mesh = _single() if mesh is None else mesh
-    return train.fit(zoo.get(MODEL), _loader(), steps=steps, config=config, mesh=mesh,
-                     progress=False, **kw)
+    run = train.RunConfig(steps=steps, progress=False, **kw)
+    return train.fit(zoo.get(MODEL), _loader(), run, config=config, mesh=mesh,
+                     eval_data=eval_data)
 
 
 def _losses(history):
@@ -64,15 +65,15 @@ def test_masked_sequence_cross_entropy_matches_numpy_loop():
                 z = logits[b, t].astype(np.float64)
                 total += np.log(np.exp(z - z.max()).sum()) + z.max() - z[labels[b, t]]
                 count += 1
-    for task in ("sequence_labelling", "language_modelling"):
-        got = train.LOSSES[task](jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask))
+    for task in ("sequence_labelling", "lm", "masked_lm", "seq2seq"):
+        got = losses.LOSSES[task](jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask))
         assert_close(got, total / count)
 
 
 def test_masked_regression_loss_broadcasts_the_mask_over_features():
     out, tgt = np.ones((3, 2)), np.zeros((3, 2))
     out[2] = 10.0                      # masked out
-    got = train.mean_squared_error(jnp.asarray(out), jnp.asarray(tgt), jnp.array([1, 1, 0]))
+    got = losses.mean_squared_error(jnp.asarray(out), jnp.asarray(tgt), jnp.array([1, 1, 0]))
     assert_close(got, 1.0)
 
 
@@ -207,15 +208,19 @@ def test_keeps_the_last_k_checkpoints_and_logs_eval(tmp_path):
 
 
 def test_resume_without_a_checkpoint_raises(tmp_path):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(train.CheckpointError, match="no complete checkpoint"):
         _fit(checkpoint_dir=tmp_path / "empty", resume=True)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        _fit(checkpoint_dir=tmp_path / "missing", resume=True)
+    assert not (tmp_path / "missing").exists()
 
 
 def test_resume_from_a_corrupted_checkpoint_raises(tmp_path):
     _fit(until=2, checkpoint_dir=tmp_path)
     for f in (tmp_path / "2" / "state").rglob("*"):
-        if f.is_file():
-            f.write_bytes(b"\x00garbage")
+        if f.is_file():         # same sizes: the step looks complete but cannot be read
+            f.write_bytes(b"\x00" * f.stat().st_size)
     with pytest.raises(train.CheckpointError, match="step 2 .*corrupted"):
         _fit(checkpoint_dir=tmp_path, resume=True)
 
@@ -242,8 +247,8 @@ def test_batch_not_divisible_by_the_data_axes_raises():
     loader = data.Loader.from_arrays(*zoo.get(MODEL).example_batch(jax.random.key(0), 24),
                                      batch_size=12)
     with pytest.raises(ValueError, match=r"batch size 12 .*data \* fsdp = 8"):
-        train.fit(zoo.get(MODEL), loader, steps=1, mesh=sharding.make_mesh((8, 1, 1)),
-                  progress=False)
+        train.fit(zoo.get(MODEL), loader, train.RunConfig(steps=1, progress=False),
+                  mesh=sharding.make_mesh((8, 1, 1)))
 
 
 def test_mesh_that_does_not_match_the_devices_raises():

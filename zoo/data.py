@@ -19,10 +19,11 @@ trainer joins them with ``jax.make_array_from_process_local_data``. The loader's
 ((4, 1), (4,), {'epoch': 0, 'batch': 1, 'seed': 0})
 """
 
+import abc
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,7 @@ def read_fasta(path: str | Path) -> list[dict]:
 
 def require_columns(dataset, names: Sequence[str]) -> None:
     """Raises ``KeyError`` naming the first of ``names`` missing from ``dataset``'s columns."""
-    have = list(dataset.column_names) if hasattr(dataset, "column_names") else list(dataset)
+    have = list(dataset) if isinstance(dataset, dict) else list(dataset.column_names)
     for name in names:
         if name not in have:
             raise KeyError(f"dataset has no column {name!r}; its columns are {have}")
@@ -254,7 +255,32 @@ def process_rows(mesh, batch_size: int) -> slice:
 
 # --- the loader -------------------------------------------------------------------------------
 
-class Loader:
+class Batches(abc.ABC):
+    """What the trainer reads batches from: a fixed global batch size, iteration over this
+    process's rows of each batch as ``(inputs, targets)``, and a resumable position.
+
+    :class:`Loader` is one; a user's own source subclasses this and defines every method.
+    """
+    batch_size: int
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator:
+        """Batches ``(inputs tuple, targets)`` of this process's rows."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        """The position (JSON-able), saved with each checkpoint."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Continues from a position returned by :meth:`state_dict`."""
+
+    @abc.abstractmethod
+    def for_mesh(self, mesh) -> "Batches":
+        """Reads only the rows of each batch that this process's devices hold on ``mesh``."""
+
+
+class Loader(Batches):
     """Seeded, resumable batches of a fixed global size from a table of columns.
 
     Args:
@@ -282,7 +308,7 @@ class Loader:
         self.source, self.collate = source, collate
         self.batch_size, self.seed = batch_size, seed
         self.shuffle, self.repeat = shuffle, repeat
-        self.size = len(source) if hasattr(source, "column_names") else _table_len(source)
+        self.size = _table_len(source) if isinstance(source, dict) else len(source)
         if (lengths is None) != (buckets is None):
             raise ValueError("lengths and buckets go together")
         self.lengths = None if lengths is None else np.asarray(lengths)
@@ -352,10 +378,10 @@ class Loader:
 
     def _read(self, indices, length):
         rows = indices[self.rows]
-        if hasattr(self.source, "column_names"):
-            columns = self.source[rows]       # a Dataset reads just these rows
-        else:
+        if isinstance(self.source, dict):
             columns = {k: _take(v, rows) for k, v in self.source.items()}
+        else:
+            columns = self.source[rows]       # a Dataset reads just these rows
         return self.collate(columns, length)
 
     def _plan(self, epoch: int) -> list:
@@ -460,8 +486,8 @@ def sequence_loader(dataset, column: str, tokenizer: CharTokenizer, *, batch_siz
 
 def _numpy_format(dataset):
     # numpy, never "jax": formatting as jax would touch a device from the data pipeline.
-    return dataset.with_format("numpy") if hasattr(dataset, "with_format") else dataset
+    return dataset if isinstance(dataset, dict) else dataset.with_format("numpy")
 
 
 __all__ = ["load", "load_fasta", "read_fasta", "require_columns", "CharTokenizer", "pad",
-           "process_rows", "Loader", "columns_loader", "sequence_loader"]
+           "process_rows", "Batches", "Loader", "columns_loader", "sequence_loader"]

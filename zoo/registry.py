@@ -35,6 +35,13 @@ FAMILIES = (
 
 _REQUIRED = ("Config", "PRESETS", "init", "apply", "param_axes", "example_batch")
 
+#: Families whose module defines its own ``loss(params, inputs, targets, cfg, *, key=None)``;
+#: the others train on their task's default loss (``zoo.losses.LOSSES``). Declared here, not
+#: detected, so that a family that loses its loss fails at build time.
+OWN_LOSS = frozenset({"perceptron", "rnn", "seq2seq", "transformer"})
+#: Families whose task depends on the config (``task_of(cfg)``); the others declare ``TASK``.
+TASK_BY_CONFIG = frozenset({"transformer"})
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -44,22 +51,25 @@ class ModelSpec:
         name: registry name, ``"<family>-<preset>"``.
         family: the family module's short name (``"mlp"``).
         config: the family's frozen ``Config``.
-        task: what the outputs mean, which picks the default loss (``"binary"``,
-            ``"classification"``, ``"regression"``, ...).
+        task: what the outputs mean, one of ``zoo.losses.TASKS`` (``"binary"``,
+            ``"classification"``, ``"lm"``, ...), which picks the default loss.
+        module: the family module.
+        own_loss: whether the family defines its own ``loss`` (:data:`OWN_LOSS`).
     """
     name: str
     family: str
     config: Any
     task: str
     module: ModuleType = dataclasses.field(repr=False, compare=False)
+    own_loss: bool = dataclasses.field(default=False, repr=False, compare=False)
 
     def init(self, key: jax.Array):
         """``module.init(key, config)``: a fresh params tree."""
         return self.module.init(key, self.config)
 
     def apply(self, params, *inputs, **kw):
-        """``module.apply(params, *inputs, config, **kw)``."""
-        return self.module.apply(params, *inputs, self.config, **kw)
+        """``module.apply(params, *inputs, cfg=config, **kw)``."""
+        return self.module.apply(params, *inputs, cfg=self.config, **kw)
 
     def param_axes(self):
         """The logical sharding of :meth:`init`'s tree."""
@@ -89,15 +99,48 @@ class ModelSpec:
 
 
 def _family(name: str) -> ModuleType:
+    """The family module ``zoo.<name>``, checked against the contract and the declarations."""
+    if name not in FAMILIES:
+        raise ValueError(f"family must be one of {list(FAMILIES)}, got {name!r}")
     module = importlib.import_module(f"zoo.{name}")
-    missing = [attr for attr in _REQUIRED if not hasattr(module, attr)]
+    declared = (("loss",) if name in OWN_LOSS else ()) + (
+        ("task_of",) if name in TASK_BY_CONFIG else ("TASK",))
+    missing = [attr for attr in _REQUIRED + declared if attr not in vars(module)]
     if missing:
         raise TypeError(f"family module zoo.{name} lacks {missing}")
     return module
 
 
-def _task(module, cfg) -> str:
-    return module.task_of(cfg) if hasattr(module, "task_of") else module.TASK
+def _task(family: str, module, cfg) -> str:
+    from zoo.losses import TASKS
+    task = module.task_of(cfg) if family in TASK_BY_CONFIG else module.TASK
+    if task not in TASKS:
+        raise TypeError(f"family zoo.{family} declares task {task!r}; tasks are {list(TASKS)}")
+    return task
+
+
+def spec_for(family: str | ModuleType, cfg, name: str | None = None) -> ModelSpec:
+    """A :class:`ModelSpec` for any config of a family (one not in the registry too).
+
+    Args:
+        family: the family's short name (``"seq2seq"``) or its module.
+        cfg: an instance of the family's ``Config``.
+        name: the spec's name (default ``"<family>-custom"``).
+
+    >>> from zoo import mlp
+    >>> spec_for("mlp", mlp.Config(in_dim=3, hidden_dims=(4,), out_dim=2)).name
+    'mlp-custom'
+
+    Raises:
+        ValueError: for an unknown family.
+        TypeError: if ``cfg`` is not the family's ``Config``.
+    """
+    short = family if isinstance(family, str) else family.__name__.rpartition(".")[2]
+    module = _family(short)
+    if not isinstance(cfg, module.Config):
+        raise TypeError(f"cfg must be a zoo.{short}.Config, got {type(cfg).__name__}")
+    return ModelSpec(name or f"{short}-custom", short, cfg, _task(short, module, cfg), module,
+                     own_loss=short in OWN_LOSS)
 
 
 def _build() -> dict[str, ModelSpec]:
@@ -106,7 +149,7 @@ def _build() -> dict[str, ModelSpec]:
         module = _family(family)
         for preset, cfg in module.PRESETS.items():
             name = f"{family}-{preset}"
-            table[name] = ModelSpec(name, family, cfg, _task(module, cfg), module)
+            table[name] = spec_for(family, cfg, name)
     return table
 
 
@@ -136,8 +179,12 @@ def get(name: str) -> ModelSpec:
     """The :class:`ModelSpec` registered under ``name``.
 
     Raises:
+        TypeError: if ``name`` is not a string.
         KeyError: if no model has that name (the message suggests close names).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name (a str such as 'mlp-tiny'; see "
+                        f"zoo.list_models()), got {name!r}")
     table = _table()
     if name not in table:
         close = difflib.get_close_matches(name, table, n=3)

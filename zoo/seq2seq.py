@@ -38,10 +38,11 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks, rnn
+from zoo.losses import cross_entropy
 from zoo.sharding import auto_inside, constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
-TASK = "sequence"
+TASK = "seq2seq"
 _NEG = -1e9                      # log-probability of a forbidden token
 
 
@@ -127,13 +128,6 @@ PRESETS: dict[str, Config] = {
 #: full run to every default test session.
 REVERSE = Config(cell="lstm", vocab_size=16, embed_dim=32, hidden_dim=128, max_decode_len=21,
                  unroll=4)
-
-
-def spec_for(cfg: Config, name: str = "seq2seq-custom"):
-    """A :class:`zoo.registry.ModelSpec` for any config (for the trainer), e.g. ``REVERSE``."""
-    import sys
-    from zoo.registry import ModelSpec
-    return ModelSpec(name, "seq2seq", cfg, TASK, sys.modules[__name__])
 
 
 def init(key: jax.Array, cfg: Config) -> Params:
@@ -345,7 +339,6 @@ def shift_right(tgt_out: Int[Array, "B T"], cfg: Config) -> Int[Array, "B T"]:
 def loss(params: Params, inputs, targets: Int[Array, "B T"], cfg: Config, *,
          key=None) -> jax.Array:
     """Mean cross-entropy over the non-pad target tokens (teacher forcing)."""
-    from zoo.train import cross_entropy
     logits = apply(params, *inputs, cfg, key=key, train=key is not None)
     return cross_entropy(logits, targets, targets != cfg.pad_id)
 

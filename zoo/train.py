@@ -1,8 +1,8 @@
 """Training for every registered model: losses, a sharded train step, and the ``fit`` loop.
 
-A family may define ``loss(params, inputs, targets, cfg, *, key=None)`` (the perceptron does:
-its criterion makes gradient descent the perceptron rule); otherwise the task's default loss
-from :data:`LOSSES` is applied to the model's outputs. Targets are an array, or a dict
+The families of ``zoo.registry.OWN_LOSS`` define ``loss(params, inputs, targets, cfg, *,
+key=None)`` (the perceptron's criterion makes gradient descent the perceptron rule); the others
+train on their task's default loss from ``zoo.losses.LOSSES`` applied to the model's outputs. Targets are an array, or a dict
 ``{"labels": ..., "mask": ...}`` whose mask (1 for real positions, 0 for padding) weights the
 per-position losses::
 
@@ -31,6 +31,7 @@ device, eight, or many processes (``jax.distributed``; each process feeds its ow
 (1, ())
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -49,51 +50,13 @@ from jaxtyping import Array, Float, Int
 
 from zoo import _checks
 from zoo import sharding as shd
+from zoo.checkpoints import CheckpointError, Checkpoints
+from zoo.data import Batches
+from zoo.losses import LOSSES
 from zoo.registry import ModelSpec
 
 
 # --- losses -----------------------------------------------------------------------------------
-
-def cross_entropy(logits: Float[Array, "... V"], labels: Int[Array, "..."],
-                  mask: Array | None = None) -> jax.Array:
-    """Mean softmax cross-entropy with integer labels, in float32; ``mask`` weights entries.
-
-    Serves classification (``[B, V]`` logits), sequence labelling and language modelling
-    (``[B, T, V]`` logits against ``[B, T]`` labels, padding masked out).
-
-    >>> logits = jnp.array([[[0.0, 0.0], [5.0, -5.0]]])
-    >>> float(cross_entropy(logits, jnp.array([[0, 1]]), jnp.array([[1, 0]])))  # log 2
-    0.6931...
-    """
-    losses = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), labels)
-    return _masked_mean(losses, mask)
-
-
-def binary_cross_entropy(logits: Float[Array, "..."], labels: Array,
-                         mask: Array | None = None) -> jax.Array:
-    """Mean sigmoid cross-entropy of logits against {0, 1} labels, in float32."""
-    losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32),
-                                                labels.astype(jnp.float32))
-    return _masked_mean(losses, mask)
-
-
-def mean_squared_error(outputs: Array, targets: Array, mask: Array | None = None) -> jax.Array:
-    """Mean of ``(outputs − targets)²``, in float32."""
-    losses = jnp.square(outputs.astype(jnp.float32) - targets.astype(jnp.float32))
-    return _masked_mean(losses, mask)
-
-
-#: Task -> loss on ``(outputs, labels, mask=None)``. Language-modelling targets are the next
-#: tokens already aligned with the inputs (``labels[:, t] = tokens[:, t + 1]``).
-LOSSES: dict[str, Callable[..., jax.Array]] = {
-    "classification": cross_entropy,
-    "binary": binary_cross_entropy,
-    "regression": mean_squared_error,
-    "sequence_labelling": cross_entropy,
-    "language_modelling": cross_entropy,
-}
-
 
 def loss_fn(spec: ModelSpec) -> Callable[..., jax.Array]:
     """``loss(params, inputs, targets, key=None) -> scalar`` for ``spec``.
@@ -103,8 +66,8 @@ def loss_fn(spec: ModelSpec) -> Callable[..., jax.Array]:
     Raises:
         ValueError: if the family defines no loss and the task has no default one.
     """
-    own = getattr(spec.module, "loss", None)
-    if own is not None:
+    if spec.own_loss:
+        own = spec.module.loss
         return lambda params, inputs, targets, key=None: own(
             params, inputs, targets, spec.config, key=key)
     if spec.task not in LOSSES:
@@ -169,6 +132,11 @@ class TrainConfig:
             _checks.positive_float(self.clip_norm, "clip_norm")
         _checks.positive_int(self.accumulate, "accumulate")
         _checks.dtype_name(self.dtype)
+        for name in ("b1", "b2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
 
 
 def make_optimizer(tc: TrainConfig, total_steps: int) -> optax.GradientTransformation:
@@ -292,27 +260,102 @@ def make_train_step(spec: ModelSpec, optimizer: optax.GradientTransformation, *,
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.step + 1, state.key), value
 
+    check = BatchCheck(spec)
     if mesh is None:
-        return jax.jit(step, donate_argnums=0)
+        compiled = jax.jit(step, donate_argnums=0)
+
+        def checked_step(state, inputs, targets, key=None):
+            check(inputs, targets)
+            return compiled(state, inputs, targets, key)
+        return checked_step
     out = (state_shardings(spec, optimizer, mesh), NamedSharding(mesh, PartitionSpec()))
     compiled = jax.jit(step, donate_argnums=0, out_shardings=out)
 
     def sharded_step(state, inputs, targets, key=None):
+        check(inputs, targets)
         with shd.use_mesh(mesh):
             return compiled(state, inputs, targets, key)
     return sharded_step
 
 
 def make_eval_step(spec: ModelSpec, *, mesh=None):
-    """A jit-compiled ``loss(params, inputs, targets)`` in eval mode (no dropout)."""
-    compiled = jax.jit(loss_fn(spec))
-    if mesh is None:
-        return compiled
+    """A jit-compiled ``loss(params, inputs, targets)`` in eval mode (no dropout), with the
+    batch checked as :func:`make_train_step` does."""
+    compiled, check = jax.jit(loss_fn(spec)), BatchCheck(spec)
 
-    def sharded(params, inputs, targets):
-        with shd.use_mesh(mesh):
+    def checked(params, inputs, targets):
+        check(inputs, targets)
+        with shd.use_mesh(mesh) if mesh is not None else contextlib.nullcontext():
             return compiled(params, inputs, targets)
-    return sharded
+    return checked
+
+
+#: Tasks whose labels are integer ids below the size of the model's last output axis.
+CLASS_TASKS = frozenset({"classification", "sequence_labelling", "lm", "masked_lm",
+                         "seq2seq"})
+
+
+class BatchCheck:
+    """The check every batch passes at the train and eval steps' entry.
+
+    ``inputs`` must be a tuple (or list) of the model's positional inputs; for the tasks of
+    :data:`CLASS_TASKS` the labels must be integers of the shape of the outputs without their
+    last axis, in ``[0, C)`` where ``C`` is that axis's size (read off ``jax.eval_shape``);
+    binary labels lie in ``[0, 1]``. Values are checked when the arrays are concrete (not
+    under a caller's ``jit``); positions a mask zeroes are not checked.
+
+    Raises (when called):
+        TypeError: if ``inputs`` is a bare array or the labels are not integers.
+        ValueError: if the labels' shape or values do not fit the model's outputs.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self._outputs: dict = {}
+
+    def __call__(self, inputs, targets) -> None:
+        if not isinstance(inputs, (tuple, list)):
+            shape = f" of shape {tuple(inputs.shape)}" if isinstance(
+                inputs, (jax.Array, np.ndarray)) else ""
+            raise TypeError(f"inputs must be a tuple of the model's input arrays, e.g. (x,), "
+                            f"got a bare {type(inputs).__name__}{shape}")
+        task = self.spec.task
+        if task not in CLASS_TASKS and task != "binary":
+            return
+        labels, mask = split_targets(targets)
+        out = self._output_shape(inputs)
+        want = out.shape[:-1] if task in CLASS_TASKS else out.shape
+        if tuple(labels.shape) != tuple(want):
+            raise ValueError(f"labels must have shape {tuple(want)} for {self.spec.name}'s "
+                             f"outputs {tuple(out.shape)}, got {tuple(labels.shape)}")
+        if task in CLASS_TASKS and not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise TypeError(f"labels must be integer class ids for task {task!r}, got dtype "
+                            f"{labels.dtype}")
+        if isinstance(labels, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
+            return
+        high = out.shape[-1] - 1 if task in CLASS_TASKS else 1
+        lo, hi = (float(v) for v in _label_range(labels, mask))
+        if lo < 0 or hi > high or not np.isfinite(lo + hi):
+            raise ValueError(f"labels must lie in [0, {high}] for {self.spec.name} "
+                             f"({'classes' if task in CLASS_TASKS else 'binary'}), got values "
+                             f"from {lo:g} to {hi:g}")
+
+    def _output_shape(self, inputs):
+        key = tuple((tuple(x.shape), str(x.dtype)) for x in inputs)
+        if key not in self._outputs:
+            params = jax.eval_shape(self.spec.init, jax.random.key(0))
+            self._outputs[key] = jax.eval_shape(
+                lambda p, xs: self.spec.apply(p, *xs), params, tuple(inputs))
+        return self._outputs[key]
+
+
+@jax.jit
+def _label_range(labels, mask):
+    keep = jnp.ones(labels.shape, bool) if mask is None else jnp.broadcast_to(
+        mask.reshape(mask.shape + (1,) * (labels.ndim - mask.ndim)) != 0, labels.shape)
+    values = labels.astype(jnp.float32)
+    return (jnp.min(jnp.where(keep, values, jnp.inf)),
+            jnp.max(jnp.where(keep, values, -jnp.inf)))
 
 
 def global_batch(batch, mesh, global_size: int):
@@ -342,85 +385,61 @@ def _micro_batches(x, parts: int):
     return jnp.swapaxes(x, 0, 1)
 
 
-def _masked_mean(losses, mask):
-    if mask is None:
-        return losses.mean()
-    mask = mask.astype(losses.dtype).reshape(mask.shape + (1,) * (losses.ndim - mask.ndim))
-    mask = jnp.broadcast_to(mask, losses.shape)
-    return (losses * mask).sum() / jnp.maximum(mask.sum(), 1)
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that should be there is missing or cannot be read."""
-
-
-class Checkpoints:
-    """Orbax checkpoints of a :class:`TrainState` and the data position, one folder per step.
-
-    Orbax writes each step into a temporary folder and renames it when complete, so a crash
-    in the middle of a save leaves the earlier steps intact and the partial one ignored.
-
-    Args:
-        directory: where the step folders live (created if needed).
-        keep: how many of the latest checkpoints to keep.
-    """
-
-    def __init__(self, directory: str | Path, *, keep: int = 3):
-        import orbax.checkpoint as ocp   # deferred: heavy, and only needed with checkpoints
-        self._ocp = ocp
-        self.directory = Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                               enable_async_checkpointing=False)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "data"))
-
-    def latest_step(self) -> int | None:
-        """The newest complete checkpoint's step, or ``None``."""
-        self._manager.reload()
-        return self._manager.latest_step()
-
-    def all_steps(self) -> list[int]:
-        self._manager.reload()
-        return list(self._manager.all_steps())
-
-    def save(self, step: int, state: TrainState, data_state: dict) -> None:
-        """Saves ``state`` and the loader position ``data_state`` (a JSON-able dict)."""
-        args = self._ocp.args
-        self._manager.save(step, args=args.Composite(
-            state=args.StandardSave(state), data=args.JsonSave(data_state)), force=True)
-        self._manager.wait_until_finished()
-
-    def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
-        """The state (placed like ``like``, which may be abstract) and the data position.
-
-        Raises:
-            CheckpointError: if there is no checkpoint, or the one found cannot be read.
-        """
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(
-                f"cannot resume: no complete checkpoint in {self.directory} "
-                "(refusing to start a fresh run in its place)")
-        abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding",
-                                                                               None)), like)
-        args = self._ocp.args
-        try:
-            restored = self._manager.restore(step, args=args.Composite(
-                state=args.StandardRestore(abstract), data=args.JsonRestore()))
-        except Exception as err:   # orbax raises many types for unreadable files
-            raise CheckpointError(
-                f"cannot resume: checkpoint step {step} in {self.directory} is missing or "
-                f"corrupted ({type(err).__name__}: {err})") from err
-        return TrainState(*restored["state"]), dict(restored["data"])
-
-    def close(self) -> None:
-        self._manager.close()
-
-
 # --- the training loop ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """How long a run goes, what it logs, when it evaluates and checkpoints.
+
+    Attributes:
+        steps: total optimiser steps of the run (a resumed run continues up to it).
+        until: stop (and checkpoint) after this step, as a pre-empted job would; the
+            schedule still spans ``steps``, so a resumed run continues the same curve.
+        seed: seeds the params and the dropout key.
+        log_every: steps between training-loss records.
+        progress: show a tqdm bar with the loss and throughput (process 0).
+        metrics_path: JSON-lines file of the history (written by process 0).
+        eval_every: steps between evaluations (0: only at the end), when ``fit`` has
+            ``eval_data``.
+        checkpoint_dir: where checkpoints go (``None``: no checkpoints).
+        checkpoint_every: steps between checkpoints (0: only at the end).
+        keep: how many of the newest checkpoints to keep (>= 1), ``None`` for all.
+        resume: continue from the newest complete checkpoint in ``checkpoint_dir``.
+
+    >>> RunConfig(steps=10, log_every=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: log_every must be an integer >= 1, got 0
+    """
+    steps: int
+    until: int | None = None
+    seed: int = 0
+    log_every: int = 1
+    progress: bool = True
+    metrics_path: str | Path | None = None
+    eval_every: int = 0
+    checkpoint_dir: str | Path | None = None
+    checkpoint_every: int = 0
+    keep: int | None = 3
+    resume: bool = False
+
+    def __post_init__(self):
+        _checks.positive_int(self.steps, "steps")
+        if self.until is not None:
+            _checks.positive_int(self.until, "until")
+        _checks.positive_int(self.seed, "seed", minimum=0)
+        _checks.positive_int(self.log_every, "log_every")
+        _checks.positive_int(self.eval_every, "eval_every", minimum=0)
+        _checks.positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
+        if self.keep is not None:
+            _checks.positive_int(self.keep, "keep")
+        for name in ("progress", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.checkpoint_dir is None and (self.resume or self.checkpoint_every):
+            which = "resume=True" if self.resume else "checkpoint_every"
+            raise ValueError(f"{which} needs checkpoint_dir")
+
 
 class FitResult(NamedTuple):
     """What :func:`fit` returns: the final state and one dict per logged event."""
@@ -428,97 +447,141 @@ class FitResult(NamedTuple):
     history: list[dict]
 
 
-def fit(spec: ModelSpec, train_data, *, steps: int, config: TrainConfig = TrainConfig(),
-        mesh=None, seed: int = 0, eval_data: Iterable | None = None, eval_every: int = 0,
-        checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, keep: int = 3,
-        resume: bool = False, metrics_path: str | Path | None = None, log_every: int = 1,
-        progress: bool = True, until: int | None = None) -> FitResult:
-    """Trains ``spec`` for ``steps`` optimiser steps on batches from ``train_data``.
+def fit(spec: ModelSpec, train_data: Batches, run: RunConfig, *,
+        config: TrainConfig = TrainConfig(), mesh=None,
+        eval_data: Batches | None = None) -> FitResult:
+    """Trains ``spec`` for ``run.steps`` optimiser steps on batches from ``train_data``.
 
     Args:
         spec: any registered model (``zoo.get(name)``).
-        train_data: a loader (:class:`zoo.data.Loader`): iterating yields this process's rows
-            of each batch as ``(inputs, targets)``; it has ``batch_size`` (global),
-            ``state_dict()`` and ``load_state_dict()`` (its position, saved in checkpoints).
-        steps: total optimiser steps of the run (a resumed run continues up to it).
+        train_data: a :class:`zoo.data.Batches` (e.g. :class:`zoo.data.Loader`): iterating
+            yields this process's rows of each batch as ``(inputs, targets)``; its position is
+            saved in checkpoints.
+        run: steps, logging, evaluation and checkpointing (:class:`RunConfig`).
         config: optimiser, schedule, accumulation and precision (:class:`TrainConfig`).
         mesh: a ``zoo.sharding.make_mesh`` mesh (default: all devices on ``data``).
-        seed: seeds the params and the dropout key.
-        eval_data: a finite iterable of batches; its mean loss is logged every
-            ``eval_every`` steps and at the end.
-        checkpoint_dir, checkpoint_every, keep: save every ``checkpoint_every`` steps (and at
-            the end), keeping the last ``keep``.
-        resume: continue from the latest checkpoint in ``checkpoint_dir``.
-        metrics_path: JSON-lines file of the history (written by process 0).
-        log_every: steps between training-loss records.
-        progress: show a tqdm bar with the loss and throughput (process 0).
-        until: stop (and checkpoint) after this step, as a pre-empted job would; the
-            schedule still spans ``steps``, so a resumed run continues the same curve.
+        eval_data: finite batches (a loader with ``repeat=False``); its mean loss is logged
+            every ``run.eval_every`` steps and at the end.
 
     Returns:
         :class:`FitResult` with the final state and the history (``{"step", "loss",
         "examples_per_s", ...}`` and ``{"step", "eval_loss"}`` records).
 
     Raises:
-        CheckpointError: if ``resume`` finds no readable checkpoint.
+        CheckpointError: if ``resume`` finds no usable checkpoint, or one of another model.
         FileExistsError: if ``checkpoint_dir`` holds checkpoints and ``resume`` is false.
+        FloatingPointError: if the loss or a parameter becomes NaN or infinite; the step is
+            named and no checkpoint of it is written.
+        TypeError: if ``train_data`` or ``eval_data`` is not a :class:`zoo.data.Batches`.
         ValueError: if the batch size does not divide the mesh's data axes or ``accumulate``.
     """
-    _checks.positive_int(steps, "steps")
+    _check_fit_args(spec, train_data, run, config, eval_data)
     mesh = shd.make_mesh() if mesh is None else mesh
-    spec = spec.replace(dtype=config.dtype) if config.dtype != spec.config.dtype else spec
-    batch_size = train_data.batch_size
-    _check_batch(batch_size, mesh, config.accumulate)
+    trained = spec.replace(dtype=config.dtype) if config.dtype != spec.config.dtype else spec
+    _check_batch(train_data.batch_size, mesh, config.accumulate)
     for loader in (train_data, eval_data):
-        if hasattr(loader, "for_mesh"):
+        if loader is not None:
             loader.for_mesh(mesh)
-    init_fn, step_fn, eval_fn = _programs(spec, config, steps, mesh)
-    state = init_fn(jax.random.key(seed))
-    ckpt = None if checkpoint_dir is None else Checkpoints(checkpoint_dir, keep=keep)
-    if resume:
-        if ckpt is None:
-            raise CheckpointError("resume=True needs a checkpoint_dir")
+    init_fn, step_fn, eval_fn = _programs(trained, config, run.steps, mesh)
+    state = init_fn(jax.random.key(run.seed))
+    ckpt = None if run.checkpoint_dir is None else Checkpoints(
+        run.checkpoint_dir, keep=run.keep, spec=spec)
+    state = _start(ckpt, run, state, train_data)
+    logger = _Logger(run.metrics_path, run.progress, total=run.steps, initial=int(state.step))
+    try:
+        after = _After(run, eval_fn, eval_data, mesh, logger, ckpt, train_data)
+        state = _loop(state, step_fn, train_data, run, mesh, logger, after)
+    finally:
+        logger.close()
+        if ckpt is not None:
+            ckpt.close()
+    return FitResult(state, logger.history)
+
+
+def _check_fit_args(spec, train_data, run, config, eval_data) -> None:
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a zoo.ModelSpec (zoo.get(name)), got "
+                        f"{type(spec).__name__}")
+    if not isinstance(run, RunConfig):
+        raise TypeError(f"run must be a zoo.train.RunConfig, got {type(run).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a zoo.train.TrainConfig, got {type(config).__name__}")
+    for name, loader in (("train_data", train_data), ("eval_data", eval_data)):
+        if not isinstance(loader, Batches) and (loader is not None or name == "train_data"):
+            raise TypeError(
+                f"{name} must be a zoo.data.Batches such as zoo.data.Loader (arrays: "
+                f"Loader.from_arrays(inputs, targets, batch_size=...)), got "
+                f"{type(loader).__name__}")
+
+
+def _start(ckpt, run: RunConfig, state, train_data):
+    """The state to start from: restored when resuming, else fresh (refusing to overwrite)."""
+    if run.resume:
         state, data_state = ckpt.restore(state)
         train_data.load_state_dict(data_state)
     elif ckpt is not None and ckpt.latest_step() is not None:
         raise FileExistsError(
             f"{ckpt.directory} already holds checkpoints (latest step {ckpt.latest_step()}); "
             "pass resume=True to continue, or choose an empty directory")
-    logger = _Logger(metrics_path, progress, total=steps, initial=int(state.step))
-    batches = iter(train_data)
+    return state
+
+
+def _loop(state, step_fn, train_data, run: RunConfig, mesh, logger, after):
+    batches, batch_size = iter(train_data), train_data.batch_size
     start = int(state.step)
-    stop = steps if until is None else min(until, steps)
+    stop = run.steps if run.until is None else min(run.until, run.steps)
     tick, seen_tokens, last = time.perf_counter(), 0, start
-    try:
-        for s in range(start, stop):
-            inputs, targets = global_batch(next(batches), mesh, batch_size)
-            state, loss = step_fn(state, inputs, targets)
-            seen_tokens += _tokens(inputs)
-            done = s + 1
-            if done % log_every == 0 or done == stop or done == start + 1:
-                record = {"step": done, "loss": float(loss)}
-                now = time.perf_counter()
-                if done > start + 1:     # the first step's time is mostly compilation
-                    elapsed = max(now - tick, 1e-9)
-                    record["examples_per_s"] = batch_size * (done - last) / elapsed
-                    if seen_tokens:
-                        record["tokens_per_s"] = seen_tokens / elapsed
-                tick, last, seen_tokens = now, done, 0
-                if done % log_every == 0 or done == stop:
-                    logger.log(record)
-            if eval_data is not None and (eval_every and done % eval_every == 0
-                                          or done == stop):
-                logger.log({"step": done, "eval_loss": evaluate(
-                    eval_fn, state.params, eval_data, mesh)})
-            if ckpt is not None and (checkpoint_every and done % checkpoint_every == 0
-                                     or done == stop):
-                ckpt.save(done, state, train_data.state_dict())
-            logger.advance()
-    finally:
-        logger.close()
-        if ckpt is not None:
-            ckpt.close()
-    return FitResult(state, logger.history)
+    for done in range(start + 1, stop + 1):
+        inputs, targets = global_batch(next(batches), mesh, batch_size)
+        state, loss = step_fn(state, inputs, targets)
+        seen_tokens += _tokens(inputs)
+        if not bool(_finite(loss, state.params)):
+            raise FloatingPointError(
+                f"training diverged at step {done}: the loss is {float(loss)} or a parameter "
+                "is NaN/inf; no checkpoint of this step was written (lower the learning "
+                "rate, or check the data for NaN)")
+        if done % run.log_every == 0 or done == stop or done == start + 1:
+            record = {"step": done, "loss": float(loss)}
+            now = time.perf_counter()
+            if done > start + 1:     # the first step's time is mostly compilation
+                elapsed = max(now - tick, 1e-9)
+                record["examples_per_s"] = batch_size * (done - last) / elapsed
+                if seen_tokens:
+                    record["tokens_per_s"] = seen_tokens / elapsed
+            tick, last, seen_tokens = now, done, 0
+            if done % run.log_every == 0 or done == stop:
+                logger.log(record)
+        after(state, done, done == stop)
+        logger.advance()
+    return state
+
+
+class _After(NamedTuple):
+    """What runs after each step: evaluation and checkpoints, on their schedules."""
+    run: RunConfig
+    eval_fn: Callable
+    eval_data: Any
+    mesh: Any
+    logger: Any
+    ckpt: Checkpoints | None
+    train_data: Any
+
+    def __call__(self, state, done: int, last: bool) -> None:
+        run = self.run
+        if self.eval_data is not None and (run.eval_every and done % run.eval_every == 0
+                                           or last):
+            self.logger.log({"step": done, "eval_loss": evaluate(
+                self.eval_fn, state.params, self.eval_data, self.mesh)})
+        if self.ckpt is not None and (run.checkpoint_every and done % run.checkpoint_every == 0
+                                      or last):
+            self.ckpt.save(done, state, self.train_data.state_dict())
+
+
+@jax.jit
+def _finite(loss, params) -> jax.Array:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(params)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.isfinite(loss)] + leaves))
 
 
 @functools.lru_cache(maxsize=16)
@@ -535,8 +598,8 @@ def _programs(spec: ModelSpec, config: TrainConfig, steps: int, mesh):
 def evaluate(eval_fn, params, eval_data: Iterable, mesh) -> float:
     """Mean loss over the batches of ``eval_data`` (each weighted by its batch size)."""
     total, count = 0.0, 0
+    size = eval_data.batch_size
     for batch in eval_data:
-        size = eval_data.batch_size if hasattr(eval_data, "batch_size") else len(batch[1])
         inputs, targets = global_batch(batch, mesh, size)
         total += float(eval_fn(params, inputs, targets)) * size
         count += size
