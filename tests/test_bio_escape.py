@@ -216,6 +216,9 @@ def _fake_lm(tokens):
     return log_probs, jnp.pad(hidden, ((0, 0), (0, 0), (0, D - V)))
 
 
+FAKE_LM = jax.jit(_fake_lm)
+
+
 def _tokens(seq):
     return np.array([1] + [VOCAB[c] for c in seq] + [2])
 
@@ -223,7 +226,7 @@ def _tokens(seq):
 def test_score_mutants_matches_the_hand_values_and_a_one_at_a_time_loop():
     wt = "MKVWC"                                                   # N = 5 residues
     n = len(wt)
-    got = escape.score_mutants(_fake_lm, wt, VOCAB, tokens=_tokens(wt), offset=OFFSET,
+    got = escape.score_mutants(FAKE_LM, wt, VOCAB, tokens=_tokens(wt), offset=OFFSET,
                                batch_size=7)
     assert got.mutants == escape.single_mutants(wt) and len(got.prob) == 19 * n
     # By hand: p = (id + 1 + t) / Σ_v (v + 1 + t) at token t = OFFSET + i; Δz = (w_wt + w_mut)/N.
@@ -233,31 +236,45 @@ def test_score_mutants_matches_the_hand_values_and_a_one_at_a_time_loop():
                                   rel=1e-5)
         assert c == pytest.approx((WEIGHT[VOCAB[w]] + WEIGHT[VOCAB[m]]) / n, rel=1e-5)
     # One mutant at a time, straight through the model.
-    _, h_wt = _fake_lm(jnp.asarray(_tokens(wt))[None])
+    lm = _fake_lm                                                  # eager, unbatched
+    _, h_wt = lm(jnp.asarray(_tokens(wt))[None])
     z_wt = np.asarray(h_wt, np.float64)[0, 1:-1].mean(0)
     for (i, w, m), c in zip(got.mutants, got.change):
         seq = wt[:i] + m + wt[i + 1:]
-        _, h = _fake_lm(jnp.asarray(_tokens(seq))[None])
+        _, h = lm(jnp.asarray(_tokens(seq))[None])
         assert_close(c, np.abs(np.asarray(h, np.float64)[0, 1:-1].mean(0) - z_wt).sum())
 
 
+def test_score_mutants_positions_pool_sums_the_per_position_distances():
+    wt = "DEFGHIKLM"
+    got = escape.score_mutants(FAKE_LM, wt, VOCAB, tokens=_tokens(wt),
+                               offset=OFFSET, batch_size=13, pool="positions")
+    # Only the mutated token's hidden state moves: Σ_t ‖Δh_t‖₁ = w_wt + w_mut (no 1/N).
+    want = [WEIGHT[VOCAB[w]] + WEIGHT[VOCAB[m]] for _, w, m in got.mutants]
+    assert_close(got.change, want)
+
+
 def test_score_mutants_batch_size_does_not_change_scores_and_compiles_once():
-    wt, traces = "GHIKLMN", []
+    wt, traces = "GHIKL", []
 
     @jax.jit
     def lm(tokens):
         traces.append(tokens.shape)
         return _fake_lm(tokens)
 
-    def embed(tokens):
+    def log_probs_fn(tokens):
+        return _fake_lm(tokens)[0]
+
+    def hidden_fn(tokens):
         return _fake_lm(tokens)[1]
 
     a = escape.score_mutants(lm, wt, VOCAB, tokens=_tokens(wt), offset=OFFSET, batch_size=11)
-    assert traces == [(1, 9), (11, 9)]                   # the last batch is padded to 11
-    b = escape.score_mutants(_fake_lm, wt, VOCAB, tokens=_tokens(wt), offset=OFFSET,
-                             batch_size=1)
-    c = escape.score_mutants(_fake_lm, wt, VOCAB, tokens=_tokens(wt), offset=OFFSET,
-                             batch_size=200, embed=embed)
+    assert traces == [(1, 7), (11, 7)]                   # 95 = 8 · 11 + 7: the last is padded
+    traces.clear()
+    b = escape.score_mutants(lm, wt, VOCAB, tokens=_tokens(wt), offset=OFFSET, batch_size=1)
+    c = escape.score_mutants((log_probs_fn, hidden_fn), wt, VOCAB, tokens=_tokens(wt),
+                             offset=OFFSET, batch_size=200)
+    assert traces == []                                  # B = 1 and B = 11 compiled already
     for other in (b, c):
         assert_close(a.prob, other.prob)
         assert_close(a.change, other.change)
@@ -266,7 +283,7 @@ def test_score_mutants_batch_size_does_not_change_scores_and_compiles_once():
 def test_score_mutants_default_tokens_and_chosen_mutants():
     wt = "PQRST"
     muts = [(4, "T", "A"), (0, "P", "W")]
-    got = escape.score_mutants(_fake_lm, wt, VOCAB, mutants=muts, batch_size=3)
+    got = escape.score_mutants(FAKE_LM, wt, VOCAB, mutants=muts, batch_size=3)
     assert got.mutants == muts
     # No specials: token t = i.
     assert got.prob[0] == pytest.approx((VOCAB["A"] + 1 + 4) / sum(v + 5 for v in range(V)),
@@ -279,6 +296,8 @@ def test_score_mutants_refuses_bad_input():
     wt = "MKV"
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         escape.score_mutants(_fake_lm, wt, VOCAB, batch_size=0)
+    with pytest.raises(ValueError, match="pool must be one of"):
+        escape.score_mutants(_fake_lm, wt, VOCAB, pool="max")
     with pytest.raises(ValueError, match="must encode the wild type"):
         escape.score_mutants(_fake_lm, wt, VOCAB, tokens=_tokens(wt), offset=0)
     with pytest.raises(ValueError, match="offset must place the 3 residues inside the 5"):

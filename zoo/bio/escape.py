@@ -42,10 +42,13 @@ References:
 """
 
 import csv
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
@@ -232,57 +235,72 @@ class Scores(NamedTuple):
     change: np.ndarray     # semantic change Δz
 
 
-def score_mutants(lm: Callable, wildtype: str, vocab: Mapping[str, int], *,
-                  tokens=None, offset: int = 0, mutants=None, batch_size: int = 64,
-                  embed: Callable | None = None) -> Scores:
+def score_mutants(lm, wildtype: str, vocab: Mapping[str, int], *, tokens=None,
+                  offset: int = 0, mutants=None, batch_size: int = 64,
+                  pool: str = "mean") -> Scores:
     """Grammaticality and semantic change of single mutants under a language model.
 
-    ``p(x̃_i | x) = exp(log_probs[offset + i, x̃_i])`` from one pass over the wild type;
-    ``Δz = ‖mean_t hidden(x) − mean_t hidden(x̃)‖₁`` over the residue tokens
-    ``offset … offset + N − 1``, the mutants run ``batch_size`` at a time (the last batch
-    padded with the wild type, so a jitted model compiles once).
+    ``p(x̃_i | x) = exp(log_probs[offset + i, x̃_i])`` from one pass over the wild type, and
+    over the residue tokens ``t = offset … offset + N − 1``::
+
+        pool="mean":       Δz = ‖ mean_t h_t(x) − mean_t h_t(x̃) ‖₁     (the paper's equation)
+        pool="positions":  Δz = Σ_t ‖ h_t(x) − h_t(x̃) ‖₁             (the reference code's)
+
+    The mutants run ``batch_size`` at a time, the last batch padded with the wild type so a
+    jitted model compiles once; the reduction runs where the model's outputs are (only
+    ``[B]`` distances leave the device).
 
     Args:
-        lm: ``lm(tokens [B, T]) -> (log_probs [B, T, V], hidden [B, T, D])``; the log-probability
-            at a residue's token must not see that residue (a masked or two-sided model).
+        lm: ``lm(tokens [B, T]) -> (log_probs [B, T, V], hidden [B, T, D])``, or a pair
+            ``(log_probs_fn, hidden_fn)`` of callables of ``tokens`` (the mutant passes then
+            call only ``hidden_fn``). The log-probability at a residue's token must not see
+            that residue (a masked or two-sided model).
         wildtype: the wild-type sequence (``N`` residues).
-        vocab: residue -> token id.
+        vocab: residue -> token id, e.g. ``{a: tok.token_to_id(a) for a in AMINO_ACIDS}`` for
+            a ``zoo.bio.tokenizers.ProteinTokenizer`` ``tok``.
         tokens: ``[T]`` the wild type's tokens, specials included (default: ``vocab`` of each
             residue, no specials).
         offset: the token index of residue 0 (1 after a start token).
         mutants: ``(position, wt, mutant)`` tuples (default: :func:`single_mutants`).
         batch_size: mutants per pass.
-        embed: ``embed(tokens [B, T]) -> hidden [B, T, D]`` for the mutant passes (default:
-            ``lm``'s second output).
+        pool: ``"mean"`` or ``"positions"``, as above.
 
     Returns:
         :class:`Scores` in the order of ``mutants``.
     """
     _checks.positive_int(batch_size, "batch_size")
+    _checks.one_of(pool, "pool", ("mean", "positions"))
     mutants = single_mutants(wildtype) if mutants is None else list(mutants)
     mutate(wildtype, mutants)
     tokens = _wildtype_tokens(wildtype, vocab, tokens, offset)
     span = slice(offset, offset + len(wildtype))
-    log_probs, hidden = lm(tokens[None])
-    log_probs = np.asarray(log_probs, np.float64)[0]
-    base = np.asarray(hidden, np.float64)[0, span].mean(0)
+    log_prob_fn, hidden_fn = lm if isinstance(lm, tuple) else (None, lambda t: lm(t)[1])
+    log_probs, hidden = lm(tokens[None]) if log_prob_fn is None else (
+        log_prob_fn(tokens[None]), hidden_fn(tokens[None]))
     ids = np.array([_token(vocab, m) for _, _, m in mutants], np.int64)
     sites = np.array([offset + p for p, _, _ in mutants], np.int64)
-    prob = np.exp(log_probs[sites, ids])
-    embed = embed or (lambda t: lm(t)[1])
-    change = np.concatenate([
-        _batch_change(embed, tokens, sites[i:i + batch_size], ids[i:i + batch_size],
-                      batch_size, span, base)
-        for i in range(0, len(mutants), batch_size)]) if mutants else np.zeros(0)
-    return Scores(mutants, prob, change)
+    prob = np.exp(np.asarray(log_probs, np.float64)[0, sites, ids])
+    ref = jnp.asarray(hidden)[0, span]
+    ref = ref.mean(0) if pool == "mean" else ref
+    change = [_batch_change(hidden_fn, tokens, sites[i:i + batch_size], ids[i:i + batch_size],
+                            batch_size, span, ref)
+              for i in range(0, len(mutants), batch_size)]
+    return Scores(mutants, prob, np.concatenate(change) if change else np.zeros(0))
 
 
-def _batch_change(embed, tokens, sites, ids, batch_size, span, base):
+def _batch_change(hidden_fn, tokens, sites, ids, batch_size, span, ref):
     batch = np.repeat(tokens[None], batch_size, axis=0)
-    rows = np.arange(len(sites))
-    batch[rows, sites] = ids
-    hidden = np.asarray(embed(batch), np.float64)[: len(sites), span]
-    return np.abs(hidden.mean(1) - base).sum(-1)
+    batch[np.arange(len(sites)), sites] = ids
+    d = _distances(jnp.asarray(hidden_fn(batch)), ref, start=span.start, stop=span.stop)
+    return np.asarray(d, np.float64)[: len(sites)]
+
+
+@functools.partial(jax.jit, static_argnames=("start", "stop"))
+def _distances(h, ref, *, start, stop):
+    h = h[:, start:stop]                                           # [B, N, D]
+    if ref.ndim == 1:
+        return jnp.abs(h.mean(1) - ref).sum(-1)
+    return jnp.abs(h - ref).sum((1, 2))
 
 
 def _wildtype_tokens(wildtype, vocab, tokens, offset):
