@@ -18,6 +18,24 @@ ranking, 1 puts every escape mutant first. The published AUCs of the paper are r
 from its published per-mutant scores by :func:`reproduce_published`, and EVEscape's score
 (Thadani et al. 2023) is scored by the same curve in :func:`evescape_auc`.
 
+The paper's protocol (``bin/cached_semantics.py`` of the reference code, read and rewritten
+here): keep the mutants to the 20 standard residues that the DMS measured (all of Spike for
+Baum et al.; the RBD sites 331-531); rank all of them (ties averaged, ``scipy.stats.rankdata``);
+run the curve to ``M`` = the mutants with ``change > 0`` (the tables carry one row that is the
+wild type itself, change 0, which is ranked but falls off the curve's end); normalise all three
+areas by ``M`` times the escape mutants CSCS finds by ``M``. From the published ``prob`` and
+``change`` columns this gives H1, HIV Env and Spike to within 0.0005 of the published AUCs.
+H3 (0.731, 0.635, 0.688 against 0.766, 0.678, 0.714) and the RBD (0.654, 0.597, 0.596 against
+0.567, 0.492, 0.591) do not reproduce from these tables: their ``is_escape`` columns were
+written in 2020, and the 2021 AUCs were computed with labels re-derived from the raw DMS files
+(``bin/escape.py``), which are not here. For the RBD the label rule changed (escape fraction
+>= 0.3 in any antibody, no significant-site or > -0.4 binding/expression filter); with the
+Bloom lab's compilation of the same ten antibodies that rule gives 0.578, 0.494, 0.583. The
+H3 rule did not change, so the H3 gap is in the raw file itself. The published H1 value is the
+AUC at the default cutoff, not the mean over the cutoff sweep of the reference (0.801). The
+2020 protocol (all 25 tokens, no DMS filter) reproduces the 2020 version of the table (H1 0.834,
+H3 0.771, HIV 0.692), which confirms that the tables here are the ones the paper scored.
+
 The scoring takes any language model as a callable ``lm(tokens) -> (log_probs, hidden)``
 (``[B, T] -> ([B, T, V], [B, T, D])``): the wild type is run once for the grammaticality of
 all mutants, the mutants in batches of a fixed size for the semantic change.
@@ -378,6 +396,23 @@ def published_aucs(*, data_dir=None) -> dict[str, dict[str, float]]:
     by_label = {label: key for key, (_, label) in VIRUSES.items()}
     keys = [by_label[h.removeprefix("Escape AUC (").removesuffix(")")] for h in rows[0][1:]]
     return {r[0]: dict(zip(keys, map(float, r[1:]))) for r in rows[1:]}
+
+
+def reproduction_table(*, data_dir=None) -> str:
+    """A markdown table of the published AUCs beside those :func:`reproduce_published` gets.
+
+    From a shell: ``python -c "from zoo.bio import escape; print(escape.reproduction_table())"``
+    with ``$ZOO_DATA`` set (or pass ``data_dir``).
+    """
+    published = published_aucs(data_dir=data_dir)
+    lines = ["| virus | score | published | reproduced | difference |", "|---|---|---:|---:|---:|"]
+    for virus, (_, label) in VIRUSES.items():
+        got = reproduce_published(virus, data_dir=data_dir)
+        for key, name in SCORES.items():
+            want = published[name][virus]
+            lines.append(f"| {label} | {name} | {want:.3f} | {got[key]:.4f} | "
+                         f"{got[key] - want:+.4f} |")
+    return "\n".join(lines)
 
 
 # --- EVEscape ----------------------------------------------------------------------------------
