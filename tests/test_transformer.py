@@ -134,7 +134,7 @@ def test_cached_decoding_equals_full_pass(name, window):
     inputs, _ = tf.example_batch(jax.random.key(1), cfg, B)
     if cfg.kind == "encoder_decoder":
         inputs = (inputs[0].at[1, 6:].set(tf.PAD), inputs[1])
-    full = tf.apply(params, *inputs, cfg)
+    full = tf.apply(params, *inputs, cfg=cfg)
     tokens = inputs[-1]
     src = inputs[0] if cfg.kind == "encoder_decoder" else None
     cache = tf.init_cache(params, cfg, B, tokens.shape[1] + 2, src=src)
@@ -191,11 +191,11 @@ def test_decoding_encoding_and_maps_on_a_users_explicit_mesh(name):
     calls = {"greedy": lambda p, s: tf.greedy_decode(p, s, cfg, 3)}
     if cfg.kind == "encoder_decoder":
         calls["encode"] = lambda p, s: tf.encode(p, s, cfg, return_weights=True)
-        calls.update({stack: lambda p, s, stack=stack: tf.attention_maps(p, s, s, cfg,
+        calls.update({stack: lambda p, s, stack=stack: tf.attention_maps(p, s, s, cfg=cfg,
                                                                          stack=stack)
                       for stack in tf.STACKS})
     else:
-        calls["maps"] = lambda p, s: tf.attention_maps(p, s, cfg)
+        calls["maps"] = lambda p, s: tf.attention_maps(p, s, cfg=cfg)
     mesh = jax.make_mesh((8,), ("shards",), axis_types=(jax.sharding.AxisType.Explicit,))
     for what, call in calls.items():
         with jax.set_mesh(mesh):
@@ -215,7 +215,7 @@ def test_causal_receptive_field_from_gradients():
 
     def logits_per_position(pos):
         p = {**params, "embed": {**params["embed"], "pos_pd": pos}}
-        return tf.apply(p, tokens, cfg)[0].sum(-1)                           # [T]
+        return tf.apply(p, tokens, cfg=cfg)[0].sum(-1)                           # [T]
     jac = jax.jit(jax.jacrev(logits_per_position))(params["embed"]["pos_pd"])   # [T, P, D]
     moved = np.abs(np.asarray(jac)).sum(-1)[:, :T] > 0
     np.testing.assert_array_equal(moved, np.tril(np.ones((T, T), bool)))
@@ -226,7 +226,7 @@ def test_attention_maps_shapes_and_rows():
     params = tf.init(jax.random.key(0), cfg)
     (src, tgt_in), _ = tf.example_batch(jax.random.key(1), cfg, B, length=T)
     src = jnp.concatenate([src, jnp.zeros((B, S - T), src.dtype)], axis=1)   # padded source
-    maps = {s: tf.attention_maps(params, src, tgt_in, cfg, stack=s) for s in tf.STACKS}
+    maps = {s: tf.attention_maps(params, src, tgt_in, cfg=cfg, stack=s) for s in tf.STACKS}
     assert maps["encoder"].shape == (1, B, N, S, S)
     assert maps["decoder"].shape == (1, B, 4, T, T)
     assert maps["cross"].shape == (1, B, 4, T, S)
@@ -235,21 +235,22 @@ def test_attention_maps_shapes_and_rows():
     assert_close(jnp.triu(maps["decoder"], 1), np.zeros((1, B, 4, T, T)))
     # The explicit path's weights give the same logits as the fast path.
     explicit = tf.Config(**{**cfg.__dict__, "implementation": "xla"})
-    assert_close(tf.apply(params, src, tgt_in, explicit), tf.apply(params, src, tgt_in, cfg))
+    assert_close(tf.apply(params, src, tgt_in, cfg=explicit),
+                 tf.apply(params, src, tgt_in, cfg=cfg))
 
 
 def test_attention_maps_of_single_stack_models_and_bad_stacks():
     lm = tf.PRESETS["lm_tiny"]
     (tokens,), _ = tf.example_batch(jax.random.key(1), lm, B, length=T + 1)
-    maps = tf.attention_maps(tf.init(jax.random.key(0), lm), tokens, lm)
+    maps = tf.attention_maps(tf.init(jax.random.key(0), lm), tokens, cfg=lm)
     assert maps.shape == (lm.num_layers, B, lm.num_heads, T, T)
     assert_close(maps.sum(-1), np.ones(maps.shape[:-1]))
     with pytest.raises(ValueError, match="stack must be one of"):
-        tf.attention_maps(tf.init(jax.random.key(0), lm), tokens, lm, stack="cross")
+        tf.attention_maps(tf.init(jax.random.key(0), lm), tokens, cfg=lm, stack="cross")
     cfg = tf.PRESETS["tiny"]
     (src, tgt_in), _ = tf.example_batch(jax.random.key(1), cfg, B, length=T)
     with pytest.raises(ValueError, match="pass stack="):
-        tf.attention_maps(tf.init(jax.random.key(0), cfg), src, tgt_in, cfg)
+        tf.attention_maps(tf.init(jax.random.key(0), cfg), src, tgt_in, cfg=cfg)
 
 
 def test_padding_the_source_changes_nothing():
@@ -257,7 +258,8 @@ def test_padding_the_source_changes_nothing():
     params = tf.init(jax.random.key(0), cfg)
     (src, tgt_in), _ = tf.example_batch(jax.random.key(1), cfg, B, length=T)
     padded = jnp.concatenate([src, jnp.zeros((B, 4), src.dtype)], axis=1)
-    assert_close(tf.apply(params, padded, tgt_in, cfg), tf.apply(params, src, tgt_in, cfg),
+    assert_close(tf.apply(params, padded, tgt_in, cfg=cfg),
+                 tf.apply(params, src, tgt_in, cfg=cfg),
                  rtol=1e-5, atol=1e-5)    # softmax sums over more (zero) terms
 
 
@@ -265,9 +267,10 @@ def test_dropout_follows_the_key():
     cfg = tf.PRESETS["tiny"]
     params = tf.init(jax.random.key(0), cfg)
     inputs, _ = tf.example_batch(jax.random.key(1), cfg, B)
-    run = jax.jit(lambda seed, train: tf.apply(params, *inputs, cfg, key=jax.random.key(seed),
+    run = jax.jit(lambda seed, train: tf.apply(params, *inputs, cfg=cfg,
+                                               key=jax.random.key(seed),
                                                train=train), static_argnums=1)
-    eval_out = tf.apply(params, *inputs, cfg)
+    eval_out = tf.apply(params, *inputs, cfg=cfg)
     a, b, c = run(5, True), run(5, True), run(6, True)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c) and not np.allclose(a, eval_out)
@@ -278,13 +281,13 @@ def test_bad_input_names_the_argument():
     cfg = tf.PRESETS["lm_tiny"]
     params = tf.init(jax.random.key(0), cfg)
     with pytest.raises(ValueError, match="max_len"):
-        tf.apply(params, jnp.ones((B, cfg.max_len + 1), int), cfg)
+        tf.apply(params, jnp.ones((B, cfg.max_len + 1), int), cfg=cfg)
     with pytest.raises(ValueError, match="max_len"):
         tf.init_cache(params, cfg, B, cfg.max_len + 1)
     with pytest.raises(TypeError, match="tokens.*dtype"):
-        tf.apply(params, jnp.ones((B, T)), cfg)
+        tf.apply(params, jnp.ones((B, T)), cfg=cfg)
     with pytest.raises(ValueError, match="token array"):
-        tf.apply(params, jnp.ones((B, T), int), jnp.ones((B, T), int), cfg)
+        tf.apply(params, jnp.ones((B, T), int), jnp.ones((B, T), int), cfg=cfg)
     with pytest.raises(ValueError, match="d_model must be divisible by num_heads"):
         tf.Config(vocab_size=8, d_model=10, num_heads=4, d_ff=8, num_layers=1)
     with pytest.raises(ValueError, match="window"):

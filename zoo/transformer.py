@@ -23,13 +23,18 @@ encoder's output ``memory`` except padded source positions. Token id 0 is paddin
 
 Kinds (``Config.kind``) and their inputs:
 
-* ``"encoder_decoder"``: ``apply(params, src [B, S], tgt_in [B, T], cfg) -> [B, T, V]``;
-* ``"encoder"`` (masked LM): ``apply(params, tokens [B, T], cfg) -> [B, T, V]``;
-* ``"decoder"`` (LM): ``apply(params, tokens [B, T], cfg) -> [B, T, V]``.
+* ``"encoder_decoder"``: ``apply(params, src [B, S], tgt_in [B, T], cfg=cfg) -> [B, T, V]``;
+* ``"encoder"`` (masked LM): ``apply(params, tokens [B, T], cfg=cfg) -> [B, T, V]``;
+* ``"decoder"`` (LM): ``apply(params, tokens [B, T], cfg=cfg) -> [B, T, V]``.
 
-Shape letters: ``B`` batch, ``S`` source positions, ``T`` target positions, ``M`` cache
-length, ``D`` model width, ``F`` feed-forward width, ``N`` heads, ``K`` key/value heads,
-``H`` head dim, ``V`` vocabulary, ``L`` layers.
+Every entry point checks its inputs and names the culprit: token ids outside
+``[0, vocab_size)``, a source and target of different batch sizes, empty sequences, params of
+another config, a full cache. Under ``jit`` the value checks run with the program
+(:func:`zoo._checks.in_range`) and fail the call with the same message.
+
+Shape letters: ``B`` batch, ``S`` source / key positions (for the key/value cache, its
+length), ``T`` target positions, ``D`` model width, ``F`` feed-forward width, ``N`` heads,
+``K`` key/value heads, ``H`` head dim, ``V`` vocabulary, ``L`` layers.
 
 References:
     A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
@@ -186,15 +191,18 @@ def param_axes(cfg: Config) -> ParamAxes:
 
 
 @auto_inside
-def apply(params: Params, *args, key: jax.Array | None = None,
+def apply(params: Params, tokens: Int[Array, "B S"], tgt_in: Int[Array, "B T"] | None = None,
+          *, cfg: Config, key: jax.Array | None = None,
           train: bool = False) -> Float[Array, "B T V"]:
-    """Logits of the model: ``apply(params, src, tgt_in, cfg)`` for an encoder-decoder,
-    ``apply(params, tokens, cfg)`` for the other kinds.
+    """Logits of the model: ``apply(params, src, tgt_in, cfg=cfg)`` for an encoder-decoder,
+    ``apply(params, tokens, cfg=cfg)`` for the other kinds.
 
     Args:
         params: from :func:`init`.
-        *args: the integer token arrays (``[B, S]`` source and ``[B, T]`` target input, or
-            ``[B, T]`` tokens), then the config.
+        tokens: integer tokens ``[B, T]``; for an encoder-decoder, the source ``[B, S]``.
+        tgt_in: an encoder-decoder's target input ``[B, T]`` (``BOS`` then the target
+            shifted right); ``None`` for the other kinds.
+        cfg: the model's config (keyword-only).
         key: dropout key (used when ``train``).
         train: apply dropout.
 
@@ -202,37 +210,41 @@ def apply(params: Params, *args, key: jax.Array | None = None,
         ``[B, T, V]`` logits in ``cfg.dtype``.
 
     Raises:
-        ValueError: wrong number of inputs, ranks, or a sequence longer than ``max_len``.
-        TypeError: non-integer tokens.
+        ValueError: ``tgt_in`` missing (or given) for the kind, ranks, an empty batch or
+            sequence, a sequence longer than ``max_len``, token ids outside
+            ``[0, vocab_size)`` (under ``jit``: when the program runs), ``src`` and
+            ``tgt_in`` of different batch sizes, params of another config.
+        TypeError: non-integer tokens, the config passed positionally.
 
     >>> cfg = PRESETS["tiny"]
     >>> p = init(jax.random.key(0), cfg)
-    >>> apply(p, jnp.ones((2, 5), int), jnp.ones((2, 3), int), cfg).shape
+    >>> apply(p, jnp.ones((2, 5), int), jnp.ones((2, 3), int), cfg=cfg).shape
     (2, 3, 12)
     """
-    inputs, cfg = args[:-1], args[-1]
-    want = 2 if cfg.kind == "encoder_decoder" else 1
-    if len(inputs) != want:
-        raise ValueError(f"a {cfg.kind} takes {want} token array(s), got {len(inputs)}")
-    for name, x in zip(("src", "tgt_in") if want == 2 else ("tokens",), inputs):
-        _check_tokens(x, name, cfg)
+    _check_inputs(params, tokens, tgt_in, cfg)
     params = gather_params(params, param_axes(cfg))
     keys = _split_key(key if train else None, 2)
     if cfg.kind == "encoder_decoder":
-        src, tgt = inputs
-        memory, _ = encode(params, src, cfg, key=keys[0])
-        h, _ = _decoder(params, tgt, cfg, memory=memory, src_mask=src != PAD, key=keys[1])
+        memory, _ = _memory(params, tokens, cfg, key=keys[0])
+        h, _ = _decoder(params, tgt_in, cfg, memory=memory, src_mask=tokens != PAD,
+                        key=keys[1])
     elif cfg.kind == "encoder":
-        h, _ = _encoder(params, inputs[0], cfg, key=keys[0])
+        h, _ = _encoder(params, tokens, cfg, key=keys[0])
     else:
-        h, _ = _decoder(params, inputs[0], cfg, key=keys[1])
+        h, _ = _decoder(params, tokens, cfg, key=keys[1])
     return _logits(params, h)
 
 
 def loss(params: Params, inputs: tuple, targets: Int[Array, "B T"], cfg: Config, *,
          key: jax.Array | None = None) -> jax.Array:
-    """Mean token cross-entropy over non-padding targets (``targets != PAD``), float32."""
-    logits = apply(params, *inputs, cfg, key=key, train=key is not None)
+    """Mean token cross-entropy over non-padding targets (``targets != PAD``), float32.
+
+    ``inputs`` is the tuple :func:`apply` takes: ``(src, tgt_in)`` or ``(tokens,)``.
+    """
+    enc_dec = cfg.kind == "encoder_decoder"
+    inputs = _checks.inputs_tuple(inputs, "inputs", 2 if enc_dec else 1,
+                                  "(src, tgt_in)" if enc_dec else "(tokens,)")
+    logits = apply(params, *inputs, cfg=cfg, key=key, train=key is not None)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
                                                              targets)
     weight = (targets != PAD).astype(jnp.float32)
@@ -259,7 +271,22 @@ def example_batch(key: jax.Array, cfg: Config, batch_size: int, length: int = 9)
 def encode(params: Params, src: Int[Array, "B S"], cfg: Config, *, key=None,
            return_weights: bool = False):
     """The encoder's output ``memory [B, S, D]`` (after the final norm when pre-norm), and
-    its self-attention weights ``[L, B, N, S, S]`` if asked (else ``None``)."""
+    its self-attention weights ``[L, B, N, S, S]`` if asked (else ``None``).
+
+    Raises:
+        ValueError, TypeError: bad ``src`` or params, as in :func:`apply`.
+    """
+    _check_config(cfg, None, "encode")
+    if cfg.kind == "decoder":
+        raise ValueError("a decoder-only model has no encoder; call apply(params, tokens, "
+                         "cfg=cfg)")
+    _check_tokens(src, "src", cfg)
+    _checks.check_params(params, init, cfg)
+    return _memory(params, src, cfg, key=key, return_weights=return_weights)
+
+
+def _memory(params, src, cfg, *, key=None, return_weights=False):
+    # ``encode`` without the input checks (its callers have made them)
     h, w = _encode(params, src, cfg, key=key, return_weights=return_weights)
     return h, _swap_layers_and_batch(w)
 
@@ -282,26 +309,27 @@ def _swap_layers_and_batch(weights):
 STACKS = ("encoder", "decoder", "cross")
 
 
-def attention_maps(params: Params, *args, stack: str | None = None
-                   ) -> Float[Array, "L B N T S"]:
+def attention_maps(params: Params, tokens: Int[Array, "B S"],
+                   tgt_in: Int[Array, "B T"] | None = None, *, cfg: Config,
+                   stack: str | None = None) -> Float[Array, "L B N T S"]:
     """Every layer's and head's attention weights ``[L, B, N, T, S]``, through the explicit
     path: ``softmax(q kᵀ/√H + M)`` of each layer, stacked over layers.
 
-    Call as ``attention_maps(params, tokens, cfg)`` (encoder or decoder models) or
-    ``attention_maps(params, src, tgt_in, cfg, stack=...)`` (encoder-decoder). ``stack`` picks
+    Call as ``attention_maps(params, tokens, cfg=cfg)`` (encoder or decoder models) or
+    ``attention_maps(params, src, tgt_in, cfg=cfg, stack=...)`` (encoder-decoder). ``stack`` picks
     the attention: ``"encoder"`` (self-attention over the source, ``T = S``), ``"decoder"``
     (causal self-attention over the target) or ``"cross"`` (target over source). It defaults
     to the model's own self-attention; an encoder-decoder must name it.
 
     >>> cfg = PRESETS["lm_tiny"]
-    >>> attention_maps(init(jax.random.key(0), cfg), jnp.ones((2, 5), int), cfg).shape
+    >>> attention_maps(init(jax.random.key(0), cfg), jnp.ones((2, 5), int), cfg=cfg).shape
     (1, 2, 4, 5, 5)
 
     Raises:
         ValueError: for an unknown ``stack``, one the model does not have, or none given for
-            an encoder-decoder.
+            an encoder-decoder; bad inputs as in :func:`apply`.
     """
-    inputs, cfg = args[:-1], args[-1]
+    _check_config(cfg, tgt_in, "attention_maps")
     if stack is None and cfg.kind not in ("encoder", "decoder"):
         raise ValueError(f"an encoder-decoder has three kinds of attention: pass stack= one "
                          f"of {STACKS}")
@@ -310,27 +338,25 @@ def attention_maps(params: Params, *args, stack: str | None = None
     if stack not in has:
         raise ValueError(f"stack must be one of {has} for a model of kind {cfg.kind!r}, "
                          f"got {stack!r}")
-    for name, x in zip(("src", "tgt_in") if len(inputs) == 2 else ("tokens",), inputs):
-        _check_tokens(x, name, cfg)
-    return _swap_layers_and_batch(_attention_maps(params, *inputs, cfg, stack=stack))
+    _check_inputs(params, tokens, tgt_in, cfg)
+    return _swap_layers_and_batch(_attention_maps(params, tokens, tgt_in, cfg=cfg, stack=stack))
 
 
 @auto_inside
-def _attention_maps(params, *args, stack):
+def _attention_maps(params, tokens, tgt_in, *, cfg, stack):
     # ``attention_maps`` batch-major ``[B, L, N, T, S]``, as auto_inside splits them
-    return _swap_layers_and_batch(_layer_major_maps(params, *args, stack=stack))
+    return _swap_layers_and_batch(_layer_major_maps(params, tokens, tgt_in, cfg, stack))
 
 
-def _layer_major_maps(params, *args, stack):
-    inputs, cfg = args[:-1], args[-1]
+def _layer_major_maps(params, tokens, tgt_in, cfg, stack):
     params = gather_params(params, param_axes(cfg))
     if cfg.kind == "decoder":
-        return _decoder(params, inputs[0], cfg, return_weights=True)[1][0]
-    memory, enc_w = encode(params, inputs[0], cfg, return_weights=True)
+        return _decoder(params, tokens, cfg, return_weights=True)[1][0]
+    memory, enc_w = _memory(params, tokens, cfg, return_weights=True)
     if stack == "encoder":
         return enc_w
-    _, (self_w, cross_w) = _decoder(params, inputs[1], cfg, memory=memory,
-                                    src_mask=inputs[0] != PAD, return_weights=True)
+    _, (self_w, cross_w) = _decoder(params, tgt_in, cfg, memory=memory,
+                                    src_mask=tokens != PAD, return_weights=True)
     return self_w if stack == "decoder" else cross_w
 
 
@@ -340,7 +366,7 @@ class KVCache(NamedTuple):
     """Decoder state carried between :func:`decode_step` calls (returned, never mutated).
 
     Attributes:
-        k, v: self-attention keys and values ``[L, B, M, K, H]``.
+        k, v: self-attention keys and values ``[L, B, S, K, H]`` (``S``: the cache's length).
         index: positions filled so far (int32 scalar): the next token's position.
         memory_k, memory_v: cross-attention keys and values ``[L, B, S, K, H]``
             (encoder-decoder), else ``None``.
@@ -359,26 +385,38 @@ def init_cache(params: Params, cfg: Config, batch_size: int, max_len: int, *,
     """An empty cache for ``max_len`` positions; an encoder-decoder also encodes ``src``.
 
     Raises:
-        ValueError: if ``max_len`` exceeds ``cfg.max_len``, the kind is ``encoder``, or
-            ``src`` is missing (or given) for the kind.
+        ValueError: if ``max_len`` exceeds ``cfg.max_len``, the kind is ``encoder``, ``src``
+            is missing (or given) for the kind, its batch is not ``batch_size``, or it is bad
+            input as in :func:`apply`.
     """
+    _check_config(cfg, None, "init_cache")
     if cfg.kind == "encoder":
         raise ValueError("an encoder-only model has no incremental decoding")
+    _checks.positive_int(batch_size, "batch_size")
     _checks.positive_int(max_len, "max_len")
     if max_len > cfg.max_len:
         raise ValueError(f"max_len {max_len} exceeds the positional table (cfg.max_len="
                          f"{cfg.max_len})")
     if (src is None) == (cfg.kind == "encoder_decoder"):
         raise ValueError(f"src must be given exactly for an encoder_decoder, kind={cfg.kind!r}")
+    if src is not None:
+        _check_tokens(src, "src", cfg)
+        if src.shape[0] != batch_size:
+            raise ValueError(f"src must have batch_size={batch_size} rows, got shape "
+                             f"{_checks.shape_str(src.shape)}")
+    _checks.check_params(params, init, cfg)
+    return _init_cache(params, cfg, batch_size, max_len, src)
+
+
+def _init_cache(params, cfg, batch_size, max_len, src):
     n_layers = params["decoder"]["ffn"]["w1_ldf"].shape[0]
     shape = (n_layers, batch_size, max_len, cfg.attention.kv_heads, cfg.attention.head_size)
     zeros = jnp.zeros(shape, cfg.dtype)
     cache = KVCache(zeros, zeros, jnp.zeros((), jnp.int32))
     if src is None:
         return cache
-    _check_tokens(src, "src", cfg)
     params = gather_params(params, param_axes(cfg))
-    memory, _ = encode(params, src, cfg)
+    memory, _ = _memory(params, src, cfg)
     mk, mv = jax.vmap(attention.project_kv, in_axes=(0, None))(
         params["decoder"]["cross_attn"], memory)
     return cache._replace(memory_k=mk, memory_v=mv, memory_mask=src != PAD)
@@ -396,8 +434,32 @@ def decode_step(params: Params, cache: KVCache, token: Int[Array, "B"],
     >>> logits, cache = decode_step(p, init_cache(p, cfg, 2, 6), jnp.array([3, 4]), cfg)
     >>> logits.shape, int(cache.index)
     ((2, 12), 1)
+
+    Raises:
+        ValueError: ``token`` not ``[B]`` for the cache's batch, ids outside
+            ``[0, vocab_size)``, a full cache (``cache.index`` at its length), params of
+            another config; under ``jit`` the value checks fail the call when it runs.
+        TypeError: ``cache`` not a :class:`KVCache`, ``token`` not integers.
     """
-    _checks.check_array(token, "token", rank=1, letters="B", kind="int")
+    _check_config(cfg, None, "decode_step")
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache must be a KVCache from init_cache, got {type(cache).__name__}")
+    b, m = cache.k.shape[1], cache.k.shape[2]
+    _checks.check_array(token, "token", rank=1, letters="B", kind="int", nonempty=True)
+    if token.shape[0] != b:
+        raise ValueError(f"token has shape {_checks.shape_str(token.shape)} but the cache was "
+                         f"made for batch_size={b} (cache.k has shape "
+                         f"{_checks.shape_str(cache.k.shape)} [L B S K H])")
+    _checks.in_range(token, "token", 0, cfg.vocab_size - 1, what="token ids",
+                     hint=f"The vocabulary has vocab_size={cfg.vocab_size} ids.")
+    _checks.less_than(cache.index, "cache.index", m,
+                      hint=f"The cache holds max_len={m} positions and all are filled: make "
+                           f"a longer one with init_cache(..., max_len=).")
+    _checks.check_params(params, init, cfg)
+    return _decode_step(params, cache, token, cfg)
+
+
+def _decode_step(params, cache, token, cfg):
     params = gather_params(params, param_axes(cfg))
     t = cache.index
     x = _embed(params, token[:, None], cfg, offset=t)                     # B 1 D
@@ -417,7 +479,7 @@ def decode_step(params: Params, cache: KVCache, token: Int[Array, "B"],
             k_new, v_new = attention.project_kv(p["self_attn"], u)
             k_c = jax.lax.dynamic_update_slice_in_dim(k_l, k_new.astype(k_l.dtype), t, 1)
             v_c = jax.lax.dynamic_update_slice_in_dim(v_l, v_new.astype(v_l.dtype), t, 1)
-            o, _ = attention.dot_product_attention(q, k_c, v_c, mask=self_mask)
+            o, _ = attention.attend(q, k_c, v_c, mask=self_mask, return_weights=True)
             return attention.project_out(p["self_attn"], o), (k_c, v_c)
         h, kv = _residual_aux(h, self_attn, p["norm1"], cfg)
         if cross:
@@ -495,20 +557,34 @@ def greedy_decode(params: Params, src: Int[Array, "B S"], cfg: Config,
     """Greedy decoding of ``length`` tokens with the KV cache: an encoder-decoder reads
     ``src``; a decoder continues the prompt ``src`` (fed token by token).
 
+    Raises:
+        ValueError: ``length`` not an int >= 1, or prompt and ``length`` together longer
+            than ``cfg.max_len``; bad ``src`` or params as in :func:`apply`.
+
     >>> cfg = PRESETS["tiny"]
     >>> greedy_decode(init(jax.random.key(0), cfg), jnp.full((2, 4), 5), cfg, 3).shape
     (2, 3)
     """
+    _check_config(cfg, None, "greedy_decode")
+    if cfg.kind == "encoder":
+        raise ValueError("an encoder-only model has no incremental decoding")
+    _checks.positive_int(length, "length")
+    _check_tokens(src, "src", cfg)
     enc_dec = cfg.kind == "encoder_decoder"
     prompt = jnp.full((src.shape[0], 1), BOS) if enc_dec else src
-    cache = init_cache(params, cfg, src.shape[0], prompt.shape[1] + length - 1,
-                       src=src if enc_dec else None)
+    positions = prompt.shape[1] + length - 1
+    if positions > cfg.max_len:
+        raise ValueError(f"length={length} after a prompt of {prompt.shape[1]} token(s) needs "
+                         f"{positions} positions, more than the positional table holds "
+                         f"(cfg.max_len={cfg.max_len})")
+    _checks.check_params(params, init, cfg)
+    cache = _init_cache(params, cfg, src.shape[0], positions, src if enc_dec else None)
     for t in range(prompt.shape[1] - 1):
-        _, cache = decode_step(params, cache, prompt[:, t], cfg)
+        _, cache = _decode_step(params, cache, prompt[:, t], cfg)
 
     def step(carry, _):
         token, cache = carry
-        logits, cache = decode_step(params, cache, token, cfg)
+        logits, cache = _decode_step(params, cache, token, cfg)
         nxt = jnp.argmax(logits, -1).astype(token.dtype)
         return (nxt, cache), nxt
     start, _ = vary_together((prompt[:, -1], cache), src)
@@ -564,7 +640,7 @@ def _self_attention(p, cfg, *, mask, causal, return_weights):
 
 def _attend_kv(p, u, k, v, mask):
     q = attention.project_q(p, u)
-    o, _ = attention.dot_product_attention(q, k, v, mask=mask)
+    o, _ = attention.attend(q, k, v, mask=mask, return_weights=True)
     return attention.project_out(p, o)
 
 
@@ -631,11 +707,39 @@ def _layer_keys(key, n):
     return None if key is None else jax.random.split(jax.random.fold_in(key, 1), n)
 
 
+def _check_config(cfg, tgt_in, where):
+    if isinstance(cfg, Config):
+        return
+    if isinstance(tgt_in, Config):
+        raise TypeError(f"{where}: cfg is keyword-only: call {where}(params, tokens, cfg=cfg), "
+                        f"or {where}(params, src, tgt_in, cfg=cfg) for an encoder-decoder")
+    raise TypeError(f"{where}: cfg must be a zoo.transformer.Config, got "
+                    f"{type(cfg).__name__}")
+
+
+def _check_inputs(params, tokens, tgt_in, cfg):
+    """The checks of :func:`apply`'s inputs (shared with :func:`attention_maps`)."""
+    _check_config(cfg, tgt_in, "apply")
+    enc_dec = cfg.kind == "encoder_decoder"
+    if enc_dec and tgt_in is None:
+        raise ValueError("an encoder_decoder takes two token arrays, src [B, S] and tgt_in "
+                         "[B, T] (the target input); tgt_in is missing")
+    if not enc_dec and tgt_in is not None:
+        raise ValueError(f"a {cfg.kind} takes one token array, tokens [B, T]; got tgt_in too")
+    _check_tokens(tokens, "src" if enc_dec else "tokens", cfg)
+    if enc_dec:
+        _check_tokens(tgt_in, "tgt_in", cfg)
+        _checks.same_batch(src=tokens, tgt_in=tgt_in)
+    _checks.check_params(params, init, cfg)
+
+
 def _check_tokens(x, name, cfg):
-    _checks.check_array(x, name, rank=2, letters="B T", kind="int")
+    _checks.check_array(x, name, rank=2, letters="B T", kind="int", nonempty=True)
     if x.shape[1] > cfg.max_len:
         raise ValueError(f"{name} has {x.shape[1]} positions, more than the positional table "
                          f"holds (max_len={cfg.max_len})")
+    _checks.in_range(x, name, 0, cfg.vocab_size - 1, what="token ids",
+                     hint=f"The vocabulary has vocab_size={cfg.vocab_size} ids.")
 
 
 def _norm_init(leading, d):
