@@ -115,10 +115,10 @@ def test_escape_auc_extremes():
     scores = np.arange(m, 0, -1.0)                      # mutant 0 scored highest
     first = np.zeros(m, bool)
     first[:n] = True
-    # Escapes first: found = 1..n then n; area = Σ_{k<n} (k + k+1)/2 + n (m − n) − n/2... by loop.
-    assert escape.escape_auc(scores, first) == pytest.approx(_loop_auc(scores, first))
-    assert escape.escape_auc(scores, first) > 0.9
-    assert escape.escape_auc(scores, first[::-1]) < 0.1
+    # Escapes first: found_k = min(k, n), area = Σ_{k<n} (2k + 1)/2 + n (m − n) = 17.5 + 210.
+    assert escape.escape_auc(scores, first) == pytest.approx(227.5 / (m * n))
+    # Escapes last: found_k = max(0, k − (m − n)), area = Σ_{j=0}^{n−1} (2j + 1)/2 = n²/2.
+    assert escape.escape_auc(scores, first[::-1]) == pytest.approx(n * n / 2 / (m * n))
 
 
 @pytest.mark.parametrize("seed", [0, 1])

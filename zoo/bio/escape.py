@@ -75,15 +75,15 @@ from zoo import _checks
 #: The 20 standard amino acids, the residues a single mutant may take.
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
-#: The published tables of Hie et al. 2021: virus key -> (file stem, ``escape_results.txt``
-#: column label). ``cov`` is the full Spike (Baum et al. 2020), ``cov2rbd`` the RBD DMS
-#: (Greaney et al. 2021).
+#: The published tables of Hie et al. 2021 (``analyze_semantics_<key>_bilstm_512.txt``): key ->
+#: column label of ``escape_results.txt``. ``cov`` is the full Spike (Baum et al. 2020),
+#: ``cov2rbd`` the RBD DMS (Greaney et al. 2021).
 VIRUSES = {
-    "flu_h1": ("flu_h1", "Influenza A H1"),
-    "flu_h3": ("flu_h3", "Influenza A H3"),
-    "hiv": ("hiv", "HIV-1 Env BG505"),
-    "cov": ("cov", "SARS-CoV-2"),
-    "cov2rbd": ("cov2rbd", "SARS-CoV-2 RBD"),
+    "flu_h1": "Influenza A H1",
+    "flu_h3": "Influenza A H3",
+    "hiv": "HIV-1 Env BG505",
+    "cov": "SARS-CoV-2",
+    "cov2rbd": "SARS-CoV-2 RBD",
 }
 
 #: EVEscape's tables: virus key -> (file name, label column).
@@ -353,8 +353,8 @@ def load_published(virus: str, *, data_dir=None) -> Mutants:
     """The paper's per-mutant BiLSTM scores and escape labels for ``virus`` (a key of
     :data:`VIRUSES`), all rows of ``analyze_semantics_<virus>_bilstm_512.txt``."""
     _checks.one_of(virus, "virus", VIRUSES)
-    path = _root(data_dir) / "hie2021_results" / f"analyze_semantics_{VIRUSES[virus][0]}_bilstm_512.txt"
-    return read_semantics(path)
+    name = f"analyze_semantics_{virus}_bilstm_512.txt"
+    return read_semantics(_root(data_dir) / "hie2021_results" / name)
 
 
 def read_semantics(path) -> Mutants:
@@ -362,10 +362,10 @@ def read_semantics(path) -> Mutants:
     change is_viable is_escape``; ``is_viable`` is the DMS coverage, stored as ``in_dms``)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    col = lambda k, t: np.array([t(r[k]) for r in rows])  # noqa: E731
-    truth = lambda s: s == "True"  # noqa: E731
-    return Mutants(col("pos", int), col("wt", str), col("mut", str), col("prob", float),
-                   col("change", float), col("is_viable", truth), col("is_escape", truth))
+    return Mutants(_column(rows, "pos", int), _column(rows, "wt", str),
+                   _column(rows, "mut", str), _column(rows, "prob", float),
+                   _column(rows, "change", float), _column(rows, "is_viable", _truth),
+                   _column(rows, "is_escape", _truth))
 
 
 def protocol_mask(table: Mutants, virus: str) -> np.ndarray:
@@ -393,7 +393,7 @@ def published_aucs(*, data_dir=None) -> dict[str, dict[str, float]]:
     path = _root(data_dir) / "hie2021_results" / "escape_results.txt"
     with open(path, newline="") as f:
         rows = list(csv.reader(f, delimiter="\t"))
-    by_label = {label: key for key, (_, label) in VIRUSES.items()}
+    by_label = {label: key for key, label in VIRUSES.items()}
     keys = [by_label[h.removeprefix("Escape AUC (").removesuffix(")")] for h in rows[0][1:]]
     return {r[0]: dict(zip(keys, map(float, r[1:]))) for r in rows[1:]}
 
@@ -406,7 +406,7 @@ def reproduction_table(*, data_dir=None) -> str:
     """
     published = published_aucs(data_dir=data_dir)
     lines = ["| virus | score | published | reproduced | difference |", "|---|---|---:|---:|---:|"]
-    for virus, (_, label) in VIRUSES.items():
+    for virus, label in VIRUSES.items():
         got = reproduce_published(virus, data_dir=data_dir)
         for key, name in SCORES.items():
             want = published[name][virus]
@@ -434,9 +434,9 @@ def read_evescape(path, label: str = "is_escape_experiment") -> EVEscape:
     if rows and label not in rows[0]:
         raise ValueError(f"label must be a column of {path}, one of "
                          f"{[k for k in rows[0] if k.startswith('is_')]}, got {label!r}")
-    col = lambda k, t: np.array([t(r[k]) for r in rows])  # noqa: E731
-    return EVEscape(col("i", int) - 1, col("wt", str), col("mut", str),
-                    col("evescape", float), col(label, str) == "True")
+    return EVEscape(_column(rows, "i", int) - 1, _column(rows, "wt", str),
+                    _column(rows, "mut", str), _column(rows, "evescape", float),
+                    _column(rows, label, _truth))
 
 
 def load_evescape(virus: str, *, data_dir=None, label: str | None = None) -> EVEscape:
@@ -488,6 +488,8 @@ def plot_escape_curves(scores: Mapping[str, np.ndarray], is_escape, path, *,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not scores:
+        raise ValueError("scores must name at least one score, got an empty mapping")
     fig, ax = plt.subplots(figsize=(5, 4))
     for name, s in scores.items():
         acquired, found = escape_curve(s, is_escape, top=top)
@@ -511,11 +513,19 @@ def plot_published(virus: str, path, *, data_dir=None) -> Path:
     t = Mutants(*(a[protocol_mask(table, virus)] for a in table))
     scores = {"CSCS": cscs(t.prob, t.change), "grammaticality": t.prob,
               "semantic change": t.change}
-    return plot_escape_curves(scores, t.is_escape, path, title=VIRUSES[virus][1],
+    return plot_escape_curves(scores, t.is_escape, path, title=VIRUSES[virus],
                               top=int(np.sum(t.change > 0)))
 
 
-# --- private checks ----------------------------------------------------------------------------
+# --- private helpers ----------------------------------------------------------------------------
+
+def _column(rows, key, cast):
+    return np.array([cast(r[key]) for r in rows])
+
+
+def _truth(text):
+    return text == "True"
+
 
 def _vector(x, name):
     x = np.asarray(x, np.float64)
