@@ -116,6 +116,14 @@ def test_load_gives_the_same_records_through_datasets(tmp_path):
     assert ds[1] == plain[1]
 
 
+def test_deeploc_dataset_matches_the_plain_records(subset_root, tmp_path):
+    pytest.importorskip("datasets")
+    ds = fasta.deeploc_dataset("train", subset_root, cache_dir=str(tmp_path / "cache"))
+    plain = fasta.deeploc("train", subset_root)
+    assert ds.num_rows == len(plain) == 5
+    assert [ds[i] for i in range(ds.num_rows)] == plain
+
+
 def test_parse_fields_uniprot_and_pipes():
     got = fasta.parse_fields(">sp|P69905|HBA_HUMAN Hemoglobin subunit alpha OS=Homo sapiens "
                              "OX=9606 GN=HBA1 PE=1 SV=2")

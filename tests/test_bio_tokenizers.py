@@ -186,3 +186,14 @@ def test_import_zoo_bio_needs_no_datasets():
                          timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr
     assert "'contacts', 'dna', 'escape', 'fasta', 'features', 'metrics', 'msa'" in out.stdout
+
+
+def test_custom_alphabet_follows_the_same_layout():
+    tok = tk.AlphabetTokenizer("ACGU", name="RNA", add_eos=True)
+    assert tok.encode("acgu").tolist() == [5, 6, 7, 8, 3] and tok.vocab_size == 9
+    with pytest.raises(ValueError, match="not in the RNA alphabet ACGU"):
+        tok.encode("ACGT")
+    with pytest.raises(ValueError, match="distinct upper-case ASCII letters, got 'AaC'"):
+        tk.AlphabetTokenizer("AaC")
+    with pytest.raises(ValueError, match="distinct upper-case ASCII letters, got 'ACA'"):
+        tk.AlphabetTokenizer("ACA")

@@ -192,6 +192,28 @@ def deeploc(split: str, data_dir: str | Path | None = None, *, dual: str = "drop
     return read_deeploc(path, dual=dual)
 
 
+def deeploc_dataset(split: str, data_dir: str | Path | None = None, *, dual: str = "drop",
+                    cache_dir: str | None = None):
+    """The split as a cached ``datasets.Dataset`` (through :func:`zoo.data.load_fasta`),
+    with the columns of :func:`read_deeploc`: the input of ``zoo.data.sequence_loader``.
+
+    Raises:
+        ValueError, FileNotFoundError: as :func:`deeploc`.
+    """
+    records = deeploc(split, data_dir, dual=dual)   # checks the split, the file and headers
+    keep = {r["id"] for r in records}
+    path = zdata.data_dir("deeploc", root=data_dir) / DEEPLOC_FILES[split]
+    table = load(path, cache_dir=cache_dir)
+    table = table.filter(lambda r: r["id"] in keep)
+    return table.map(_deeploc_columns)
+
+
+def _deeploc_columns(r: dict) -> dict:
+    fields = parse_deeploc_header(f"{r['id']} {r['description']}")
+    single = fields["location"] in DEEPLOC_LOCATIONS
+    return {**fields, "label": DEEPLOC_LOCATIONS.index(fields["location"]) if single else -1}
+
+
 def crop_termini(sequence: str, max_length: int = DEEPLOC_MAX_LENGTH) -> str:
     """DeepLoc's cropping: a sequence longer than ``max_length`` keeps its first
     ``ceil(max_length / 2)`` and last ``floor(max_length / 2)`` residues (the middle goes).
@@ -217,4 +239,4 @@ def crop_termini(sequence: str, max_length: int = DEEPLOC_MAX_LENGTH) -> str:
 
 __all__ = ["DEEPLOC_LOCATIONS", "DEEPLOC_MEMBRANE", "DEEPLOC_FILES", "DEEPLOC_MAX_LENGTH",
            "read", "load", "parse_deeploc_header", "parse_fields", "read_deeploc",
-           "deeploc", "crop_termini"]
+           "deeploc", "deeploc_dataset", "crop_termini"]

@@ -51,7 +51,7 @@ NUCLEOTIDE_EXTRA = "NRYSWKMBDHV"
 _SHOWN = {MASK: "#", UNK: "?"}   # how decode writes the specials it keeps
 
 
-class CharTokenizer:
+class AlphabetTokenizer:
     """One id per letter of ``letters`` (id ``5 + index``) after the five specials.
 
     Args:
@@ -178,7 +178,7 @@ class CharTokenizer:
         return np.concatenate([np.array(head, np.int32), body, np.array(tail, np.int32)])
 
 
-class ProteinTokenizer(CharTokenizer):
+class ProteinTokenizer(AlphabetTokenizer):
     """Amino acids: the 20 standard (ids 5-24), then ``X B Z U O`` (25-29); see the module.
 
     >>> tok = ProteinTokenizer()
@@ -192,7 +192,7 @@ class ProteinTokenizer(CharTokenizer):
                          add_cls=add_cls, add_eos=add_eos)
 
 
-class NucleotideTokenizer(CharTokenizer):
+class NucleotideTokenizer(AlphabetTokenizer):
     """DNA: ``A C G T`` (ids 5-8), ``N`` (9), IUPAC ``R Y S W K M B D H V`` (10-19).
 
     >>> NucleotideTokenizer().encode("acgtn").tolist()
@@ -205,7 +205,7 @@ class NucleotideTokenizer(CharTokenizer):
                          add_cls=add_cls, add_eos=add_eos)
 
 
-class KmerTokenizer(CharTokenizer):
+class KmerTokenizer(AlphabetTokenizer):
     """Overlapping k-mers over ``ACGT``: window ``s`` covers letters ``[s·stride, s·stride+k)``.
 
     A sequence of ``n >= k`` letters gives ``(n - k) // stride + 1`` tokens (none if
@@ -305,5 +305,5 @@ def _bad_letter(seq: str, pos: int, seq_id, name: str, letters: str,
 
 
 __all__ = ["PAD", "MASK", "CLS", "EOS", "UNK", "SPECIALS", "AMINO_ACIDS", "PROTEIN_EXTRA",
-           "DNA", "NUCLEOTIDE_EXTRA", "CharTokenizer", "ProteinTokenizer",
+           "DNA", "NUCLEOTIDE_EXTRA", "AlphabetTokenizer", "ProteinTokenizer",
            "NucleotideTokenizer", "KmerTokenizer", "kmer_vocab"]
