@@ -233,6 +233,11 @@ def protocol_aucs(prob, change, is_escape, *, beta: float = 1.0) -> dict[str, fl
 
     Returns:
         ``{"cscs": ..., "grammaticality": ..., "semantic_change": ...}``.
+
+    >>> aucs = protocol_aucs([0.3, 0.1, 0.2, 0.4], [2.0, 0.0, 1.0, 3.0],
+    ...                      np.array([False, True, False, True]))
+    >>> {k: round(v, 4) for k, v in aucs.items()}
+    {'cscs': 0.6667, 'grammaticality': 0.6667, 'semantic_change': 0.6667}
     """
     prob, change = _vector(prob, "prob"), _vector(change, "change")
     acq = cscs(prob, change, beta)
@@ -285,6 +290,17 @@ def score_mutants(lm, wildtype: str, vocab: Mapping[str, int], *, tokens=None,
 
     Returns:
         :class:`Scores` in the order of ``mutants``.
+
+    A model with uniform probabilities and one-hot hidden states: each mutant moves a third
+    of the mean from its wild-type letter to its own, so ``Δz = 2/3``:
+
+    >>> import jax
+    >>> vocab = {a: i for i, a in enumerate(AMINO_ACIDS)}
+    >>> def lm(tokens):
+    ...     return jnp.full(tokens.shape + (20,), -jnp.log(20.0)), jax.nn.one_hot(tokens, 20)
+    >>> s = score_mutants(lm, "MKV", vocab, batch_size=16)
+    >>> len(s.mutants), round(float(s.prob[0]), 6), round(float(s.change[0]), 6)
+    (57, 0.05, 0.666667)
     """
     _checks.positive_int(batch_size, "batch_size")
     _checks.one_of(pool, "pool", ("mean", "positions"))
