@@ -29,9 +29,12 @@ H3 (0.731, 0.635, 0.688 against 0.766, 0.678, 0.714) and the RBD (0.654, 0.597, 
 0.567, 0.492, 0.591) do not reproduce from these tables: their ``is_escape`` columns were
 written in 2020, and the 2021 AUCs were computed with labels re-derived from the raw DMS files
 (``bin/escape.py``), which are not here. For the RBD the label rule changed (escape fraction
->= 0.3 in any antibody, no significant-site or > -0.4 binding/expression filter); with the
-Bloom lab's compilation of the same ten antibodies that rule gives 0.578, 0.494, 0.583. The
-H3 rule did not change, so the H3 gap is in the raw file itself. The published H1 value is the
+>= 0.3 in any row of any antibody, no significant-site or > -0.4 binding/expression filter):
+applied to the library-averaged escape fractions that the Greaney et al. repository publishes
+for the same 2366 mutants (``results/supp_data/MAP_paper_antibodies_raw_data.csv`` of
+jbloomlab/SARS-CoV-2-RBD_MAP_Crowe_antibodies) it gives 0.552, 0.492, 0.561; the reference
+also counts each library's own row, which that file does not hold. The H3 rule did not
+change, so the H3 gap is in the raw file itself. The published H1 value is the
 AUC at the default cutoff, not the mean over the cutoff sweep of the reference (0.801). The
 2020 protocol (all 25 tokens, no DMS filter) reproduces the 2020 version of the table (H1 0.834,
 H3 0.771, HIV 0.692), which confirms that the tables here are the ones the paper scored.
