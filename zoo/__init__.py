@@ -15,7 +15,20 @@ __version__ = "0.1.0"
 
 # Family and helper modules load on first use, so `import zoo` stays light (no Flax until a
 # model or the interop layer needs it, never `datasets`).
-_LAZY = set(FAMILIES) | {"layers", "sharding", "train", "interop", "registry", "types"}
+_LAZY = set(FAMILIES) | {"layers", "sharding", "train", "interop", "registry", "types",
+                         "checkpoints", "losses", "data"}
+
+
+def save(path, spec, params, **kw):
+    """``zoo.checkpoints.save``: a trained model's params and what rebuilds its spec."""
+    from zoo.checkpoints import save as _save
+    return _save(path, spec, params, **kw)
+
+
+def load(path):
+    """``zoo.checkpoints.load``: ``(spec, params)`` of a model written by :func:`save`."""
+    from zoo.checkpoints import load as _load
+    return _load(path)
 
 
 def __getattr__(name):
@@ -24,4 +37,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
-__all__ = ["ModelSpec", "get", "list_models", "FAMILIES", "__version__", *sorted(_LAZY)]
+__all__ = ["ModelSpec", "get", "list_models", "FAMILIES", "save", "load", "__version__",
+           *sorted(_LAZY)]

@@ -268,8 +268,12 @@ def _sync(name: str) -> None:
 
 # --- a trained model, params only -------------------------------------------------------------
 
-def save(path: str | Path, spec: ModelSpec, params, *, overwrite: bool = False) -> Path:
+def save(path: str | Path, spec: ModelSpec, params, *, overwrite: bool = False,
+         extra: dict | None = None) -> Path:
     """Writes ``params`` (orbax) and what rebuilds ``spec`` (``zoo.json``) into ``path``.
+
+    ``extra`` (JSON-able) is kept beside the record, e.g. how the console encoded the data;
+    :func:`record` reads it back.
 
     Raises:
         FileExistsError: if ``path`` exists and ``overwrite`` is false.
@@ -288,8 +292,21 @@ def save(path: str | Path, spec: ModelSpec, params, *, overwrite: bool = False) 
         ckpt.save(path / "params", params)
         ckpt.wait_until_finished()
     _write_json(path / META, {"format": _FORMAT, "model": spec_record(spec),
-                              "arrays": array_record(params)})
+                              "arrays": array_record(params), "extra": extra or {}})
     return path
+
+
+def record(path: str | Path) -> dict:
+    """The ``zoo.json`` record of a model written by :func:`save` (``"model"``, ``"arrays"``,
+    ``"extra"``).
+
+    Raises:
+        FileNotFoundError: if ``path`` holds no saved model.
+    """
+    meta = Path(path).absolute() / META
+    if not meta.is_file():
+        raise FileNotFoundError(f"no saved model at {Path(path).absolute()} (no {META})")
+    return _read_json(meta)
 
 
 def load(path: str | Path) -> tuple[ModelSpec, dict]:

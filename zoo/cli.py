@@ -1,20 +1,28 @@
-"""The ``zoo`` console script.
+"""The zoo console script.
 
 Commands:
     zoo list [--family F]     registered models with their task and parameter count
     zoo info NAME             one model's config, params and logical sharding
     zoo demo                  the perceptron and the MLP on the logic gates (AND, OR, XOR)
-    zoo train NAME [...]      train a model on a file (or its example data): mesh, checkpoints,
-                              resume, JSON-lines metrics; `zoo train --help` for the options
+    zoo train NAME [...]      train a model on a FASTA or CSV file: a language model (causal
+                              or masked) or a classifier; mesh, checkpoints, resume, metrics
+                              and a loss-curve PNG; --out DIR saves the trained model
+    zoo predict DIR --data F  a saved model's predictions for the sequences of a file
+    zoo eval DIR --data F     a saved model's loss (and accuracy) on a labelled file
     zoo bench [...]           Table 1 of "Attention Is All You Need", measured on this device
-                              (the benchmarks.table1 suite; `zoo bench --help` for the options)
+
+Run "zoo COMMAND --help" for a command's options.
 """
 
 import argparse
+import json
+import re
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import zoo
 
@@ -25,38 +33,99 @@ GATES = {
 }
 GATE_INPUTS = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
 
+#: Library argument names and the console flags that set them, for error messages.
+FLAGS = {"keep": "--keep", "checkpoint_dir": "--checkpoint-dir",
+         "checkpoint_every": "--checkpoint-every", "log_every": "--log-every",
+         "eval_every": "--eval-every", "until": "--until", "steps": "--steps",
+         "batch_size": "--batch-size", "accumulate": "--accumulate", "learning_rate": "--lr",
+         "warmup_steps": "--warmup", "clip_norm": "--clip", "dtype": "--dtype",
+         "seed": "--seed"}
+ERRORS = (KeyError, ValueError, TypeError, OSError, ConnectionError, RuntimeError,
+          ArithmeticError)
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         from benchmarks import table1      # its own parser owns every option after `bench`
+        sys.argv[0] = "zoo bench"          # argparse names the program after argv[0]
         return table1.main(argv[1:])
-    parser = argparse.ArgumentParser(prog="zoo", description=__doc__.splitlines()[0])
+    args = _parser().parse_args(argv)
+    commands = {"list": _list, "info": _info, "demo": _demo, "train": _train,
+                "predict": _predict, "eval": _eval}
+    try:
+        return commands[args.command](args)
+    except ERRORS as err:
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"zoo {args.command}: error: {flag_names(text)}", file=sys.stderr)
+        return 2
+
+
+def flag_names(message: str) -> str:
+    """A library message with argument names (``keep must``, ``resume=True``) as the console
+    flags that set them (``--keep must``, ``--resume``).
+
+    >>> flag_names("keep must be an integer >= 1, got 0; pass resume=True to continue")
+    '--keep must be an integer >= 1, got 0; pass --resume to continue'
+    """
+    message = message.replace("resume=True", "--resume")
+    for name, flag in FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){name}(?=(=\S| must| needs))", flag, message)
+    return message
+
+
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _mesh_shape(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected three integers >= 1, data,fsdp,tensor (e.g. 8,1,1), got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description=__doc__.splitlines()[0],
+                                     epilog="\n".join(__doc__.splitlines()[2:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="registered models")
     p_list.add_argument("--family", choices=zoo.FAMILIES)
     p_info = sub.add_parser("info", help="one model's config and parameters")
     p_info.add_argument("name")
     p_demo = sub.add_parser("demo", help="perceptron and MLP on AND, OR, XOR")
-    p_demo.add_argument("--seed", type=int, default=0)
-    p_demo.add_argument("--steps", type=int, default=300, help="MLP optimiser steps")
+    p_demo.add_argument("--seed", type=_count(0), default=0)
+    p_demo.add_argument("--steps", type=_count(1), default=300, help="MLP optimiser steps")
     _add_train_parser(sub)
-    sub.add_parser("bench", help="Table 1 of 'Attention Is All You Need', measured", add_help=False)
-    args = parser.parse_args(argv)
-    try:
-        return {"list": _list, "info": _info, "demo": _demo,
-                "train": _train}[args.command](args)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, ConnectionError,
-            RuntimeError) as err:
-        print(f"zoo: error: {err}", file=sys.stderr)
-        return 2
+    for command, text in (("predict", "a saved model's predictions for a file"),
+                          ("eval", "a saved model's loss and accuracy on a labelled file")):
+        p = sub.add_parser(command, help=text, description=text)
+        p.add_argument("model", help="folder written by zoo train --out (or zoo.save)")
+        p.add_argument("--data", required=True, help="FASTA or CSV file")
+        p.add_argument("--batch-size", type=_count(1), default=64)
+        if command == "predict":
+            p.add_argument("--output", help="CSV file for the predictions (default: stdout)")
+    sub.add_parser("bench", help="Table 1 of 'Attention Is All You Need', measured",
+                   add_help=False)
+    return parser
 
 
 def _list(args) -> int:
-    print(f"{'name':<24} {'task':<16} {'params':>12}")
+    print(f"{'name':<24} {'task':<20} {'params':>12}")
     for name in zoo.list_models(args.family):
         spec = zoo.get(name)
-        print(f"{name:<24} {spec.task:<16} {spec.num_params():>12,}")
+        print(f"{name:<24} {spec.task:<20} {spec.num_params():>12,}")
     return 0
 
 
@@ -104,96 +173,135 @@ def _demo(args) -> int:
 
 
 def _add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model (sharded, checkpointed, resumable)")
-    p.add_argument("name", help="registered model, e.g. mlp-tiny")
-    p.add_argument("--data", help="CSV/JSON/text/FASTA file or Hub dataset name "
-                   "(default: the model's example data)")
-    p.add_argument("--inputs", default="", help="comma-separated input columns (tables)")
-    p.add_argument("--target", help="target column (tables; labels for sequence tasks)")
-    p.add_argument("--sequence-column", help="text column of a sequence dataset")
+    p = sub.add_parser(
+        "train", help="train a model on a FASTA or CSV file (sharded, checkpointed)",
+        description="Train a registered model. A language model (transformer-lm_tiny: causal, "
+        "transformer-mlm_tiny: masked) learns the sequences of a FASTA or CSV file; a "
+        "classifier (cnn-*, rnn-*, mlp-*) learns labels from a CSV column (--label-column) "
+        "or a FASTA header word (--label-from-header). Sequences are encoded as the model "
+        "takes them (one-hot channels or token ids), and the model's input, vocabulary and "
+        "class sizes follow the data. Without --data the model's random example data is "
+        "used, which shows the program runs, not that the model learns.")
+    p.add_argument("name", help="registered model, e.g. transformer-lm_tiny or cnn-splice")
+    p.add_argument("--data", help="FASTA, CSV/TSV or JSON file (or a Hub dataset name)")
+    p.add_argument("--sequence-column", default="sequence",
+                   help="column of the sequences in a table (FASTA: the sequence)")
+    p.add_argument("--label-column", help="column of the class labels in a table")
+    p.add_argument("--label-from-header", type=_count(2), metavar="N",
+                   help="FASTA: the label is word N of the header line (word 1 is the id), "
+                   "e.g. 2 for DeepLoc's 'Nucleus-S'")
+    p.add_argument("--inputs", default="",
+                   help="comma-separated numeric input columns of a table (an MLP's features)")
     p.add_argument("--alphabet", default="ACDEFGHIKLMNPQRSTVWY",
-                   help="characters of the sequence tokenizer")
-    p.add_argument("--buckets", default="128", help="comma-separated padded lengths")
-    p.add_argument("--examples", type=int, default=1024,
-                   help="size of the example dataset when --data is not given")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size")
-    p.add_argument("--mesh", help="data,fsdp,tensor sizes (default: all devices on data)")
+                   help="sequence characters (ACGT: DNA, IUPAC codes shared over the bases)")
+    p.add_argument("--max-len", type=_count(2), default=256,
+                   help="sequences are cropped to this length")
+    p.add_argument("--holdout", type=float, default=0.2,
+                   help="fraction of the file held out for evaluation (0: none)")
+    p.add_argument("--examples", type=_count(1), default=1024,
+                   help="size of the random example data when --data is not given")
+    p.add_argument("--out", help="folder for the trained model, its metrics and loss curve")
+    _add_run_options(p)
+
+
+def _add_run_options(p) -> None:
+    p.add_argument("--steps", type=_count(1), default=100)
+    p.add_argument("--batch-size", type=_count(1), default=32, help="global batch size")
+    p.add_argument("--mesh", type=_mesh_shape,
+                   help="data,fsdp,tensor sizes (default: all devices on data)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=0)
+    p.add_argument("--warmup", type=_count(0), default=0)
     p.add_argument("--clip", type=float, default=1.0)
-    p.add_argument("--accumulate", type=int, default=1)
+    p.add_argument("--accumulate", type=_count(1), default=1)
     p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16: mixed)")
-    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--eval-every", type=_count(0), default=0)
     p.add_argument("--checkpoint-dir")
-    p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--keep", type=int, default=3)
+    p.add_argument("--checkpoint-every", type=_count(0), default=0)
+    p.add_argument("--keep", type=_count(1), default=3, help="checkpoints kept (>= 1)")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--until", type=int, help="stop (and checkpoint) after this step")
-    p.add_argument("--metrics", help="JSON-lines metrics file")
-    p.add_argument("--log-every", type=int, default=10, help="steps between loss records")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--until", type=_count(1), help="stop (and checkpoint) after this step")
+    p.add_argument("--metrics", help="JSON-lines metrics file (a loss-curve PNG goes beside)")
+    p.add_argument("--log-every", type=_count(1), default=10, help="steps between records")
+    p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--cpu-devices", type=int,
+    p.add_argument("--cpu-devices", type=_count(1),
                    help="simulate this many CPU devices (to try meshes on one machine)")
     p.add_argument("--coordinator", help="host:port of process 0, for multi-process runs")
-    p.add_argument("--num-processes", type=int)
-    p.add_argument("--process-id", type=int)
+    p.add_argument("--num-processes", type=_count(1))
+    p.add_argument("--process-id", type=_count(0))
 
 
 def _train(args) -> int:
-    import numpy as np
-    from zoo import data, sharding, train
+    from zoo import data, prepare, sharding, train
 
     if args.cpu_devices:
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     if args.coordinator:
         jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
                                    process_id=args.process_id)
-    spec = zoo.get(args.name)
-    loader, eval_loader = _loaders(args, spec, data, np)
-    mesh = None if not args.mesh else sharding.make_mesh(
-        tuple(int(s) for s in args.mesh.split(",")))
+    run = train.RunConfig(
+        steps=args.steps, until=args.until, seed=args.seed, log_every=args.log_every,
+        progress=not args.no_progress, metrics_path=_metrics_path(args),
+        eval_every=args.eval_every, checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every, keep=args.keep, resume=args.resume)
     config = train.TrainConfig(learning_rate=args.lr, warmup_steps=args.warmup,
                                clip_norm=args.clip or None, accumulate=args.accumulate,
                                dtype=args.dtype)
-    result = train.fit(spec, loader, steps=args.steps, config=config, mesh=mesh,
-                       seed=args.seed, eval_data=eval_loader, eval_every=args.eval_every,
-                       checkpoint_dir=args.checkpoint_dir,
-                       checkpoint_every=args.checkpoint_every, keep=args.keep,
-                       resume=args.resume, metrics_path=args.metrics,
-                       log_every=args.log_every, until=args.until,
-                       progress=not args.no_progress)
-    last = ([h for h in result.history if "loss" in h] or [{"loss": float("nan")}])[-1]
-    if jax.process_index() == 0:
-        rate = f"  {last['examples_per_s']:.0f} examples/s" if "examples_per_s" in last else ""
-        print(f"{spec.name}: step {int(result.state.step)}  loss {last['loss']:.4f}{rate}")
+    job = prepare.job(args, zoo.get(args.name))
+    print(f"{job.spec.name}: {job.about}", flush=True)
+    mesh = None if args.mesh is None else sharding.make_mesh(args.mesh)
+    loader = data.Loader.from_arrays(*job.train, batch_size=args.batch_size, seed=args.seed)
+    held = None if job.held is None else data.Loader.from_arrays(
+        *job.held, batch_size=min(args.batch_size, len(job.held[1])), shuffle=False,
+        repeat=False)
+    result = train.fit(job.spec, loader, run, config=config, mesh=mesh, eval_data=held)
+    if jax.process_index() != 0:
+        return 0
+    last = [h for h in result.history if "loss" in h][-1:]
+    evals = [h for h in result.history if "eval_loss" in h][-1:]
+    line = f"{job.spec.name}: step {int(result.state.step)}"
+    line += f"  loss {last[0]['loss']:.4f}" if last else ""
+    line += f"  held-out loss {evals[0]['eval_loss']:.4f}" if evals else ""
+    if job.held is not None and job.record["task"] == "classification":
+        acc = prepare.accuracy(job.spec, result.state.params, *job.held)
+        line += f"  held-out accuracy {acc:.4f} ({len(job.held[1])} examples)"
+    print(line)
+    if run.metrics_path is not None:
+        print(f"metrics: {run.metrics_path}, loss curve: {prepare.plot_losses(run.metrics_path)}")
+    if args.out:
+        saved = zoo.save(Path(args.out) / "model", job.spec, result.state.params,
+                         overwrite=True, extra=job.record)
+        print(f"model: {saved} (zoo predict {args.out} --data FILE)")
     return 0
 
 
-def _loaders(args, spec, data, np):
-    """The training loader (and an evaluation loader when --eval-every is set)."""
-    kw = dict(batch_size=args.batch_size, seed=args.seed)
-    if args.data is None:
-        inputs, targets = spec.example_batch(jax.random.key(args.seed + 1), args.examples)
-        to_np = lambda t: jax.tree.map(np.asarray, t)
-        loader = data.Loader.from_arrays(to_np(inputs), to_np(targets), **kw)
-        held = spec.example_batch(jax.random.key(args.seed + 2), args.batch_size)
-        eval_loader = data.Loader.from_arrays(to_np(held[0]), to_np(held[1]), shuffle=False,
-                                              repeat=False, batch_size=args.batch_size)
-        return loader, eval_loader if args.eval_every else None
-    dataset = data.load(args.data)
-    if args.sequence_column:
-        task = spec.task if spec.task in ("language_modelling", "sequence_labelling") \
-            else "classification"
-        loader = data.sequence_loader(
-            dataset, args.sequence_column, data.CharTokenizer(args.alphabet), task=task,
-            label_column=args.target, buckets=[int(b) for b in args.buckets.split(",")], **kw)
+def _metrics_path(args) -> Path | None:
+    if args.metrics:
+        return Path(args.metrics)
+    return None if not args.out else Path(args.out) / "metrics.jsonl"
+
+
+def _predict(args) -> int:
+    from zoo import prepare
+    spec, params, record = prepare.load_model(args.model)
+    rows = prepare.read_rows(args.data, record)
+    out = prepare.predict(spec, params, record, rows, args.batch_size)
+    text = "\n".join([",".join(out[0])] + [",".join(map(str, r)) for r in out[1:]]) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"{len(out) - 1} predictions written to {args.output}")
     else:
-        if not args.inputs or not args.target:
-            raise ValueError("a table needs --inputs and --target (or --sequence-column)")
-        loader = data.columns_loader(dataset, args.inputs.split(","), args.target, **kw)
-    return loader, None
+        sys.stdout.write(text)
+    return 0
+
+
+def _eval(args) -> int:
+    from zoo import prepare
+    spec, params, record = prepare.load_model(args.model)
+    rows = prepare.read_rows(args.data, record)
+    report = prepare.evaluate(spec, params, record, rows, args.batch_size)
+    print(json.dumps(report))
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ trainer joins them with ``jax.make_array_from_process_local_data``. The loader's
 """
 
 import abc
+import dataclasses
 import hashlib
 import os
 import socket
@@ -94,9 +95,10 @@ def load(source: str | Path, *, split: str = "train", cache_dir: str | None = No
                              f"{sorted(_BUILDERS) + list(FASTA_SUFFIXES)}")
         if suffix == ".tsv":
             kw.setdefault("delimiter", "\t")
-        return datasets.load_dataset(_BUILDERS[suffix], data_files=str(path), split=split,
-                                     cache_dir=cache_dir, **kw)
-    if suffix in _BUILDERS or suffix in FASTA_SUFFIXES:
+        table = datasets.load_dataset(_BUILDERS[suffix], data_files=str(path), split=split,
+                                      cache_dir=cache_dir, **kw)
+        return _strip_column_names(table)
+    if _looks_like_path(source):
         raise FileNotFoundError(f"data file {path} does not exist")
     message = (f"cannot load {str(source)!r} from the Hugging Face Hub: huggingface.co is not "
                "reachable (no network?). Pass a local CSV, JSON, text or FASTA file instead.")
@@ -106,6 +108,21 @@ def load(source: str | Path, *, split: str = "train", cache_dir: str | None = No
         return datasets.load_dataset(str(source), split=split, cache_dir=cache_dir, **kw)
     except ConnectionError as err:
         raise ConnectionError(f"{message} ({err})") from err
+
+
+def _looks_like_path(source) -> bool:
+    """A suffix, a leading ``~``/``.``/``/``, two slashes, or a slash after an existing
+    folder: a mistyped local file, not a Hub name (``glue``, ``user/name``)."""
+    text, path = str(source), Path(source)
+    if path.suffix or text.startswith(("~", ".", "/")) or "\\" in text:
+        return True
+    return text.count("/") > 1 or text.count("/") == 1 and path.parent.is_dir()
+
+
+def _strip_column_names(table):
+    """CSV headers such as ``"Class, Donor, Sequence"`` name columns with their spaces."""
+    renames = {c: c.strip() for c in table.column_names if c != c.strip()}
+    return table.rename_columns(renames) if renames else table
 
 
 def load_fasta(path: str | Path, *, cache_dir: str | None = None):
@@ -230,6 +247,86 @@ def pad(seqs: Sequence[np.ndarray], length: int, value: int = 0) -> tuple[np.nda
         n = min(len(s), length)
         out[i, :n], mask[i, :n] = s[:n], 1
     return out, mask
+
+
+# --- sequences as a model takes them ----------------------------------------------------------
+
+#: IUPAC nucleotide codes -> the bases (order A, C, G, T) they stand for: an ambiguity code's
+#: one-hot row spreads its unit mass over them.
+IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "U": "T", "N": "ACGT", "D": "AGT",
+         "S": "CG", "R": "AG", "Y": "CT", "K": "GT", "M": "AC", "W": "AT", "B": "CGT",
+         "H": "ACT", "V": "ACG"}
+ENCODINGS = ("onehot", "ids", "lm")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SequenceEncoding:
+    """How strings become a model's inputs, fixed length ``T`` (longer ones are cropped).
+
+    * ``"onehot"``: ``[B, T, C]`` float32, one channel per character of ``alphabet`` (with the
+      DNA alphabet ``"ACGT"``, IUPAC ambiguity codes share the unit mass over their bases);
+      padding rows are zero. With ``lengths`` the true lengths ``[B]`` follow as an input.
+    * ``"ids"``: ``[B, T]`` int32, ``0`` padding, characters ``1 .. C``, unknown ``C + 1``.
+    * ``"lm"``: ``[B, T]`` int32 as a Transformer reads them: ``PAD 0, BOS 1, MASK 2``,
+      unknown ``3``, characters ``4 ..``; each sequence starts with ``BOS``.
+
+    >>> enc = SequenceEncoding(kind="onehot", alphabet="ACGT", length=3)
+    >>> enc.encode(["AN"])[0][0].tolist()
+    [[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.0, 0.0]]
+    >>> SequenceEncoding(kind="ids", alphabet="AC", length=4).encode(["CAX"])[0].tolist()
+    [[2, 1, 3, 0]]
+    """
+    kind: str
+    alphabet: str
+    length: int
+    lengths: bool = False
+
+    def __post_init__(self):
+        _checks.one_of(self.kind, "kind", ENCODINGS)
+        if not self.alphabet or len(set(self.alphabet)) != len(self.alphabet):
+            raise ValueError(f"alphabet must be non-empty with distinct characters, got "
+                             f"{self.alphabet!r}")
+        _checks.positive_int(self.length, "length")
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids the ``"ids"``/``"lm"`` encodings use (padding and specials included)."""
+        return len(self.alphabet) + (2 if self.kind == "ids" else 4)
+
+    def encode(self, seqs: Sequence[str]) -> tuple:
+        """The model's inputs for ``seqs`` (a tuple: ``(x,)`` or ``(x, lengths)``)."""
+        seqs = [s.strip().upper() for s in seqs]
+        if self.kind == "onehot":
+            x = self._one_hot(seqs)
+        else:
+            first = 1 if self.kind == "ids" else 4
+            ids = {c: i + first for i, c in enumerate(self.alphabet)}
+            unknown = len(self.alphabet) + 1 if self.kind == "ids" else 3
+            head = [] if self.kind == "ids" else [1]
+            x, _ = pad([np.array(head + [ids.get(c, unknown) for c in s], np.int32)
+                        for s in seqs], self.length)
+        if not self.lengths:
+            return (x,)
+        return x, np.array([max(1, min(len(s), self.length)) for s in seqs], np.int32)
+
+    def _one_hot(self, seqs):
+        dna = self.alphabet == "ACGT"
+        table = np.zeros((128, len(self.alphabet)), np.float32)
+        for i, c in enumerate(self.alphabet):
+            table[ord(c), i] = 1.0
+        if dna:
+            for code, bases in IUPAC.items():
+                table[ord(code)] = 0.0
+                for base in bases:
+                    table[ord(code), "ACGT".index(base)] = 1.0 / len(bases)
+        x = np.zeros((len(seqs), self.length, len(self.alphabet)), np.float32)
+        for r, s in enumerate(seqs):
+            codes = np.array([min(ord(c), 127) for c in s[:self.length]], np.int64)
+            x[r, :len(codes)] = table[codes]
+        return x
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 # --- which rows this process reads ------------------------------------------------------------
@@ -490,4 +587,4 @@ def _numpy_format(dataset):
 
 
 __all__ = ["load", "load_fasta", "read_fasta", "require_columns", "CharTokenizer", "pad",
-           "process_rows", "Batches", "Loader", "columns_loader", "sequence_loader"]
+           "process_rows", "Batches", "Loader", "SequenceEncoding", "columns_loader", "sequence_loader"]
