@@ -14,7 +14,7 @@ CSCS ranks mutants by both at once, as a sum of ranks (ties share their average 
 Escape prediction is scored by the curve of escape mutations found among the top ``k``
 mutants acquired by the score, ``k = 1 … M``, and the area under it (trapezoids from
 ``k = 1``) divided by ``M`` times the escape mutations found at ``k = M``: 0.5 is random
-ranking, 1 puts every escape mutant first. The published AUCs of the paper are reproduced
+ranking, and all ``n`` escape mutants first give ``1 − n / 2M − 1 / 2nM``. The published AUCs of the paper are reproduced
 from its published per-mutant scores by :func:`reproduce_published`, and EVEscape's score
 (Thadani et al. 2023) is scored by the same curve in :func:`evescape_auc`.
 
@@ -38,6 +38,11 @@ change, so the H3 gap is in the raw file itself. The published H1 value is the
 AUC at the default cutoff, not the mean over the cutoff sweep of the reference (0.801). The
 2020 protocol (all 25 tokens, no DMS filter) reproduces the 2020 version of the table (H1 0.834,
 H3 0.771, HIV 0.692), which confirms that the tables here are the ones the paper scored.
+
+The reference code computes the semantic change of its published ``change`` column as the
+ℓ1 distance summed over the per-position embeddings, not between their means
+(``pool="positions"`` of :func:`score_mutants`; the mean is the paper's equation and the
+default).
 
 The scoring takes any language model as a callable ``lm(tokens) -> (log_probs, hidden)``
 (``[B, T] -> ([B, T, V], [B, T, D])``): the wild type is run once for the grammaticality of
