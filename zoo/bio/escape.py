@@ -14,9 +14,10 @@ CSCS ranks mutants by both at once, as a sum of ranks (ties share their average 
 Escape prediction is scored by the curve of escape mutations found among the top ``k``
 mutants acquired by the score, ``k = 1 … M``, and the area under it (trapezoids from
 ``k = 1``) divided by ``M`` times the escape mutations found at ``k = M``: 0.5 is random
-ranking, and all ``n`` escape mutants first give ``1 − n / 2M − 1 / 2nM``. The published AUCs of the paper are reproduced
-from its published per-mutant scores by :func:`reproduce_published`, and EVEscape's score
-(Thadani et al. 2023) is scored by the same curve in :func:`evescape_auc`.
+ranking, and all ``n`` escape mutants first give ``1 − n / 2M − 1 / 2nM``. The published
+AUCs of the paper are reproduced from its published per-mutant scores by
+:func:`reproduce_published`, and EVEscape's score (Thadani et al. 2023) is scored by the same
+curve in :func:`evescape_auc`.
 
 The paper's protocol (``bin/cached_semantics.py`` of the reference code, read and rewritten
 here): keep the mutants to the 20 standard residues that the DMS measured (all of Spike for
