@@ -6,14 +6,13 @@ Trains on the DeepLoc validation split (1,678 proteins) and reports the held-out
 per residue on the DeepLoc test split (2,768 proteins, homology-reduced against DeepLoc's
 training data), next to the amino-acid unigram baseline (residue frequencies of the training
 split). Sequences are cropped to their first ``--length - 1`` residues after a BOS token.
-Data: ``../shared/data/deeploc`` (see its SOURCE.md; CC BY 4.0).
+Data: the ``deeploc`` folder of the data sets (DeepLoc 1.0, CC BY 4.0; see its SOURCE.md),
+found through ``zoo.data.data_dir``: pass ``--data-dir /path/to/data`` or set ``$ZOO_DATA``.
 """
 
 import argparse
 import math
 import time
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +21,6 @@ import optax
 from zoo import data
 from zoo import transformer as tf
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "deeploc"
 AMINO = "ACDEFGHIKLMNPQRSTVWYXUZB"          # ids 3 .. 26
 VOCAB = 28
 
@@ -67,10 +65,16 @@ def config(length: int = 96, layers: int = 2, d_model: int = 64) -> tf.Config:
                      dropout=0.1)
 
 
-def load(length: int = 96):
-    """``(train, held)`` token arrays: DeepLoc's validation split and its test split."""
-    return (tokenize(read_fasta(DATA / "deeploc_our_val_set.fasta"), length),
-            tokenize(read_fasta(DATA / "deeploc_test_set.fasta"), length))
+def load(length: int = 96, data_dir=None):
+    """``(train, held)`` token arrays: DeepLoc's validation split and its test split.
+
+    Raises:
+        FileNotFoundError: if the data folder is not set or lacks the files (the message
+            says where they go).
+    """
+    folder = data.data_dir("deeploc", root=data_dir)
+    return (tokenize(read_fasta(folder / "deeploc_our_val_set.fasta"), length),
+            tokenize(read_fasta(folder / "deeploc_test_set.fasta"), length))
 
 
 def train_lm(train, cfg: tf.Config, steps: int = 1500, batch: int = 16, log_every: int = 250):
@@ -103,8 +107,12 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--data-dir", help="folder of the data sets (default: $ZOO_DATA)")
     args = parser.parse_args()
-    train, held = load(args.length)
+    try:
+        train, held = load(args.length, args.data_dir)
+    except FileNotFoundError as err:
+        raise SystemExit(f"protein_lm: {err}") from None
     cfg = config(args.length, args.layers, args.d_model)
     start = time.perf_counter()
     params = train_lm(train, cfg, args.steps, args.batch)

@@ -11,11 +11,20 @@ Run from the repository root::
 
     python examples/splice_cnn.py            # default: 20 epochs, seed 0
 
+The file is read from the data sets' ``dna_uci`` folder when one is set (``--data-dir`` or
+``$ZOO_DATA``, through ``zoo.data.data_dir``), else from the copy in ``tests/data``. The same
+run from the console::
+
+    zoo train cnn-splice --data tests/data/splice.csv --sequence-column Sequence \
+        --label-column Class --alphabet ACGT --holdout 0.2 --batch-size 64 --lr 3e-3 \
+        --steps 780 --out runs/splice
+
 Data: "Molecular Biology (Splice-junction Gene Sequences)", UCI Machine Learning Repository,
 doi:10.24432/C5M888 (CC BY 4.0); Noordewier, Towell, Shavlik, NIPS 1991.
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -25,6 +34,7 @@ import numpy as np
 import optax
 
 import zoo
+from zoo import data
 from zoo.train import init_state, make_train_step
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "splice.csv"
@@ -46,6 +56,19 @@ def encode_dna(seqs: list[str]) -> np.ndarray:
     if np.any(table[codes].sum(-1) == 0):
         raise ValueError("sequences contain symbols that are not IUPAC nucleotide codes")
     return table[codes]
+
+
+def data_path(data_dir=None) -> Path:
+    """``dna_uci/splice.csv`` of the data sets when a data folder is set, else the copy in
+    ``tests/data``.
+
+    Raises:
+        FileNotFoundError: if a data folder is set but lacks the file (the message says
+            where it goes).
+    """
+    if data_dir is None and not os.environ.get(data.DATA_ENV):
+        return DATA
+    return data.data_dir("dna_uci", "splice.csv", root=data_dir)
 
 
 def load_splice(path=DATA) -> tuple[np.ndarray, np.ndarray]:
@@ -93,8 +116,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="split, init and shuffling seed")
+    parser.add_argument("--data-dir", help="folder of the data sets (default: $ZOO_DATA, "
+                        "else the copy in tests/data)")
     args = parser.parse_args(argv)
-    x, y = load_splice()
+    try:
+        x, y = load_splice(data_path(args.data_dir))
+    except FileNotFoundError as err:
+        raise SystemExit(f"splice_cnn: {err}") from None
     tr, te = split(len(x), args.seed)
     start = time.perf_counter()
     params = train(x[tr], y[tr], epochs=args.epochs, seed=args.seed)

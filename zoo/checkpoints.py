@@ -227,7 +227,8 @@ class Checkpoints:
                 cannot be read.
         """
         if not self.directory.is_dir():
-            raise FileNotFoundError(f"no checkpoint directory at {self.directory}")
+            raise FileNotFoundError(f"cannot resume (resume=True): no checkpoint directory at "
+                                    f"{self.directory}")
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(

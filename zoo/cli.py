@@ -70,7 +70,8 @@ def flag_names(message: str) -> str:
     """
     message = message.replace("resume=True", "--resume")
     for name, flag in FLAGS.items():
-        message = re.sub(rf"(?<![\w-]){name}(?=(=\S| must| needs))", flag, message)
+        after = "" if "_" in name else r"(?=(=\S| must| needs))"   # plain words in context
+        message = re.sub(rf"(?<![\w-]){name}(?![\w-]){after}", flag, message)
     return message
 
 

@@ -101,7 +101,8 @@ def load(source: str | Path, *, split: str = "train", cache_dir: str | None = No
     if _looks_like_path(source):
         raise FileNotFoundError(f"data file {path} does not exist")
     message = (f"cannot load {str(source)!r} from the Hugging Face Hub: huggingface.co is not "
-               "reachable (no network?). Pass a local CSV, JSON, text or FASTA file instead.")
+               "reachable (no network?), and there is no local file of that name. Pass a "
+               "local CSV, JSON, text or FASTA file instead.")
     if not _hub_reachable():
         raise ConnectionError(message)
     try:
