@@ -36,7 +36,7 @@ from typing import Protocol
 
 #: Fraction of the device's memory a planned case may use (XLA's temporaries and
 #: fragmentation take the rest).
-MEMORY_SHARE = 0.5
+MEMORY_SHARE = 0.6
 #: A size is saturated when the costs that do not grow with the swept size as the theory says
 #: are at most this share of the largest cost, which does.
 FIXED_SHARE = 0.1

@@ -165,7 +165,7 @@ def _attention_bytes(window):
         keys = min(n, SCORE_KEYS if window is None else 3 * max(window, 16))
         acts = b * n * (2 * D_IN + 4 * d) * itemsize
         scores = 2 * b * heads * n * keys * 4          # float32 scores and weights
-        return (1 + 1.5 * backward) * (acts + scores) + 3 * 8 * D_IN * d * 4
+        return (1 + backward) * (acts + scores) + 3 * 8 * D_IN * d * 4
     return peak
 
 

@@ -117,7 +117,7 @@ def _dilated_reaches(depth, x):
         return False
 
 
-@pytest.mark.parametrize("n", [16, 50, 256])
+@pytest.mark.parametrize("n", [16, 50, 256, 4096])
 def test_recurrent_path_is_the_chain_of_steps(n):
     w = jax.random.normal(jax.random.key(3), (4, 4)) / 2
     step = lambda c, x: (jnp.tanh(c @ w + x),) * 2
@@ -125,28 +125,46 @@ def test_recurrent_path_is_the_chain_of_steps(n):
     assert analysis.recurrent_path_length(step, jnp.zeros(4), xs) == n - 1
 
 
+def test_recurrent_path_survives_a_gradient_that_underflows_float64():
+    # each step scales the carry by 0.01: the gradient of output n−1 by input 0 is 1e-2046
+    # at n 1024, far below float64's smallest number, yet the dependence is there
+    step = lambda c, x: (0.01 * c + x, 0.01 * c + x)
+    xs = jnp.ones((1024, 2))
+    with jax.enable_x64(True):
+        g = jax.grad(lambda x: jax.lax.scan(step, jnp.zeros(2, jnp.float64), x)[1][-1].sum())(
+            xs.astype(jnp.float64))
+    assert float(g[0].sum()) == 0.0                    # the plain gradient says "no path"
+    assert analysis.recurrent_path_length(step, jnp.zeros(2), xs) == 1023
+
+
+def test_recurrent_path_refuses_a_step_that_forgets_its_carry():
+    step = lambda c, x: (x, x)                          # output t depends on input t only
+    with pytest.raises(ValueError, match="input 0 does not reach output 99"):
+        analysis.recurrent_path_length(step, jnp.zeros(3), jnp.ones((100, 3)))
+
+
 # --- the Table 1 harness ------------------------------------------------------------------------
 
 def test_time_fit_keeps_only_the_sizes_near_the_best_flop_rate():
-    from benchmarks import table1
+    from benchmarks import table1_report as table1
     n = np.array([64, 128, 256, 512, 1024])
     flops = 1e6 * n.astype(float) ** 2
     rate = np.array([0.2, 0.5, 0.8, 0.95, 1.0]) * 1e10        # still climbing at small n
     recs = [{"n": int(a), "flops": f, "t": f / r} for a, f, r in zip(n, flops, rate)]
-    fit = table1._fit(recs, "n", "t", min_time=0.0)
+    fit = table1.fit(recs, "n", "t", min_time=0.0)
     assert fit["sizes"] == [256, 512, 1024] and fit["saturated"]
     by_hand = analysis.fit_exponent(n[2:], (flops / rate)[2:])
     assert fit["exponent"] == pytest.approx(by_hand["exponent"])
     # Fewer than three saturated sizes: marked, and fitted on the fastest-running ones.
     rate[2] = 0.1e10
     recs = [{"n": int(a), "flops": f, "t": f / r} for a, f, r in zip(n, flops, rate)]
-    fit = table1._fit(recs, "n", "t", min_time=0.0)
+    fit = table1.fit(recs, "n", "t", min_time=0.0)
     assert fit["sizes"] == [512, 1024] and not fit["saturated"]
     # Sizes under the minimum time neither count nor set the best rate: a tiny size running
     # fast from cache does not disqualify the larger ones.
     rate = np.array([3.0, 1.0, 0.9, 0.95, 1.0]) * 1e10
     recs = [{"n": int(a), "flops": f, "t": f / r} for a, f, r in zip(n, flops, rate)]
-    fit = table1._fit(recs, "n", "t", min_time=recs[1]["t"])
+    fit = table1.fit(recs, "n", "t", min_time=recs[1]["t"])
     assert fit["sizes"] == [128, 256, 512, 1024] and fit["saturated"]
 
 

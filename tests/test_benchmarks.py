@@ -73,7 +73,7 @@ def test_interleaved_timing_and_sweep_shapes_refuse_bad_arguments():
     with pytest.raises(ValueError, match="at least one call"):
         harness.time_interleaved({})
     with pytest.raises(ValueError, match="unknown layer 'lstm2'"):
-        table1.d_shape("lstm2", table1.SWEEPS["quick"])
+        table1.QUICK.layer_sizes("lstm2")
 
 
 def test_interleaved_timing_runs_each_call_in_rounds_with_its_lead_runs():
