@@ -224,3 +224,62 @@ def test_mi_apc_on_all_40_families():
     results = contacts.main(["--data-dir", str(FULL_ROOT)])
     assert len(results) == 40
     assert np.mean([r["long_P@L/5"] for r in results.values()]) > 0.45
+
+
+# --- pseudo-likelihood Potts model -----------------------------------------------------------
+
+def _loop_plm_loss(h, w_flat, x, weights, lambda_h, lambda_j):
+    num_seqs, num_cols = x.shape
+    q = 21
+    raw = w_flat.reshape(num_cols, q, num_cols, q)
+    j = (raw + raw.transpose(2, 3, 0, 1)) / 2
+    nll = 0.0
+    for b in range(num_seqs):
+        for i in range(num_cols):
+            logits = [h[i, a] + sum(j[i, a, k, x[b, k]] for k in range(num_cols) if k != i)
+                      for a in range(q)]
+            top = max(logits)
+            lse = top + np.log(sum(np.exp(l - top) for l in logits))
+            nll -= weights[b] * (logits[x[b, i]] - lse)
+    pairs = sum(np.sum(j[i, :, k, :] ** 2) for i in range(num_cols)
+                for k in range(i + 1, num_cols))
+    return nll + lambda_h * np.sum(h ** 2) + lambda_j * pairs
+
+
+def test_plm_objective_against_a_loop():
+    rng = np.random.default_rng(4)
+    x = msa.encode(["ACDA", "ACEA", "CA-C", "DDDA", "WC-Y"])
+    weights = rng.random(5) / 5
+    h = rng.normal(size=(4, 21))
+    w_flat = rng.normal(size=(84, 84))
+    got = contacts._plm_loss({"h": jnp.asarray(h, jnp.float32),
+                              "w": jnp.asarray(w_flat, jnp.float32)},
+                             jnp.asarray(contacts._one_hot(x), jnp.float32),
+                             jnp.asarray(weights, jnp.float32), 4, 0.3, 0.2)
+    expected = _loop_plm_loss(h, w_flat, x, weights, 0.3, 0.2)
+    # float32 sums of ~7·10³ squared normal entries: relative rounding ~1e-6.
+    assert_close(got, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_frobenius_score_is_gauge_invariant():
+    rng = np.random.default_rng(5)
+    j = rng.normal(size=(3, 21, 3, 21))
+    shifted = j + rng.normal(size=(3, 21, 3, 1)) + rng.normal(size=(3, 1, 3, 21))
+    assert_close(contacts._frobenius(shifted), contacts._frobenius(j), "float64")
+    centred = j - j.mean(1, keepdims=True) - j.mean(3, keepdims=True) \
+        + j.mean((1, 3), keepdims=True)
+    assert_close(contacts._frobenius(j)[0, 2], np.sqrt(np.sum(centred[0, :20, 2, :20] ** 2)),
+                 "float64")
+    assert (np.diag(contacts._frobenius(j)) == 0).all()
+
+
+def test_plm_dca_finds_a_planted_coupling():
+    # 7 independent columns over 4 letters, except column 5, a relabelled copy of column 1.
+    rng = np.random.default_rng(6)
+    x = rng.choice(np.array([0, 3, 8, 15]), size=(211, 7)).astype(np.int8)
+    relabel = {0: 15, 3: 8, 8: 0, 15: 3}
+    x[:, 5] = [relabel[int(v)] for v in x[:, 1]]
+    for scores in (contacts.plm_dca(x, max_steps=60), contacts.mi_apc(x)):
+        assert scores.shape == (7, 7)
+        upper = np.where(np.triu(np.ones((7, 7), bool), 1), scores, -np.inf)
+        assert np.unravel_index(np.argmax(upper), upper.shape) == (1, 5)
