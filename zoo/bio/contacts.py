@@ -9,8 +9,9 @@ then corrected for the background that every pair shares through its rows (Dunn 
 
 The sums run over every entry, the diagonal included, as in Rao et al. 2021 and the ESM
 contact head (``esm.modules``, which symmetrises with ``A + Aᵀ``: APC is invariant to the
-factor 2 up to scale, so rankings are the same). Both work on any leading batch axes
-``[..., T, T]``, for NumPy and JAX arrays alike.
+factor 2 up to scale, so rankings are the same). ESM first drops the rows and columns of
+the BOS/EOS tokens and keeps the diagonal: pass maps over residues only. Both work on any
+leading batch axes ``[..., T, T]``, for NumPy and JAX arrays alike.
 
 **Mutual information.** From the encoded alignment ``x`` (``B`` sequences, ``T`` columns, ``V``
 = 21 states with the gap) and sequence weights ``w`` (``M_eff = Σ_b w_b``), the frequencies with
