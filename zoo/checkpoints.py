@@ -202,6 +202,7 @@ class Checkpoints:
             meta["model"] = spec_record(self.spec)
         args = self._ocp.args
         manager = self._open()
+        manager.reload()          # the folders may have changed since it last looked
         manager.save(step, args=args.Composite(
             state=args.StandardSave(state), data=args.JsonSave(data_state),
             meta=args.JsonSave(meta)), force=True)
