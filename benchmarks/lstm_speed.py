@@ -6,10 +6,11 @@ run on the same device (PyTorch on CUDA when JAX's backend is a GPU) in the same
 rounds of one timed run of each per case, so their ratios are comparable even on a busy
 machine; an untimed run of the same call comes right before each timed run, so that none is
 timed in the wake of another library's threads. Ratios are ``time / PyTorch's time`` (below 1:
-faster than PyTorch). Beside them, the zoo LSTM's matrix products alone in the same loops (no
-gate arithmetic) give a floor for the zoo's time on the device. On a GPU the zoo runs twice:
-through its own loops (``implementation="xla"``) and through cuDNN's LSTM
-(``implementation="cudnn"``), which PyTorch uses there too.
+faster than PyTorch). Beside them, the zoo LSTM's matrix products alone in the CPU kernel's
+loops (no gate arithmetic) give a floor for the zoo's time on the device. The zoo runs once per
+candidate implementation, so each platform's default can be chosen by measurement: the plain
+scan (``implementation="scan"``), the CPU-tuned loops (``"loops"``, once per ``--unroll``) and,
+on a GPU, cuDNN's LSTM (``"cudnn"``), which PyTorch uses there too.
 
 Usage:
     python -m benchmarks.lstm_speed [--quick] [--out benchmarks/results] [--unroll 1 8 16]
@@ -29,6 +30,7 @@ import numpy as np
 from benchmarks.harness import (environment, jax_call, keep_freed_memory, time_interleaved,
                                 torch_device, torch_runner, write_jsonl)
 from zoo import rnn
+from zoo.kernels import has_platform, rnn_loops
 
 BATCH, HIDDEN = 32, 256      # the defaults
 PRODUCTS = "zoo products only"
@@ -46,9 +48,9 @@ def _zoo_fns(cfg):
 def _products_fns(cfg):
     """The zoo LSTM's matrix products without its gate arithmetic: a floor for its time.
 
-    The layer's own loops (padded and cut into chunks of
-    :meth:`zoo.rnn.Config.chunk_length` steps, each read and written by its helpers; per
-    chunk ``X_c W_i`` as one product, per step ``h W_h``, unrolled as ``cfg`` says), with
+    The CPU kernel's loops (padded and cut into chunks of
+    :func:`zoo.kernels.rnn_loops.chunk_length` steps, each read and written by its helpers;
+    per chunk ``X_c W_i`` as one product, per step ``h W_h``, unrolled as ``cfg`` says), with
     ``h_{t+1} = (x_t W_i + h_t W_h)[:, :D]`` in place of the cell.
     """
     d = cfg.hidden_dim
@@ -56,8 +58,8 @@ def _products_fns(cfg):
     def fwd(p, x):
         w_i = p["layer_0"]["fwd"]["w_i_igd"].reshape(cfg.in_dim, -1)
         w_h = p["layer_0"]["fwd"]["w_h_dgd"].reshape(d, -1)
-        steps = cfg.chunk_length(x.shape[1], x.shape[0], x.dtype.itemsize)
-        xs, _ = rnn._pad_to_chunks(x, None, steps)
+        steps = rnn_loops.chunk_length(x.shape[1], x.shape[0], 4 * d, x.dtype.itemsize)
+        xs, _ = rnn_loops.pad_to_chunks(x, None, steps)
 
         def step(h, xp_t):
             h = (xp_t + h @ w_h)[:, :d]
@@ -65,11 +67,11 @@ def _products_fns(cfg):
 
         def chunk(state, k):
             h, ys = state
-            h, y = jax.lax.scan(step, h, rnn._chunk(xs, k, steps) @ w_i,
-                                unroll=cfg.steps_per_iteration)
-            return (h, rnn._put_chunk(ys, y, k, steps)), None
+            h, y = jax.lax.scan(step, h, rnn_loops.read_chunk(xs, k, steps) @ w_i,
+                                unroll=cfg.unroll or rnn_loops.LSTM_UNROLL)
+            return (h, rnn_loops.write_chunk(ys, y, k, steps)), None
         (_, ys), _ = jax.lax.scan(
-            chunk, (jnp.zeros((x.shape[0], d), x.dtype), rnn._sequence_buffer(xs, d)),
+            chunk, (jnp.zeros((x.shape[0], d), x.dtype), rnn_loops.sequence_buffer(xs, d)),
             jnp.arange(xs.shape[1] // steps))
         return ys[:, :x.shape[1]]
 
@@ -99,7 +101,8 @@ def _torch_case(x_np, backward):
 
 
 def run_case(length, mode, unrolls, repeats, batch=BATCH, hidden=HIDDEN):
-    """Times PyTorch, Flax, the zoo (one record per zoo ``unroll``, and cuDNN's LSTM on a GPU)
+    """Times PyTorch, Flax, the zoo (the plain scan, the loops once per ``unroll``, and cuDNN's
+    LSTM on a GPU)
     and the zoo's products alone (:func:`_products_fns`) on one case, in rounds of one run of
     each."""
     key = jax.random.key(length)
@@ -110,10 +113,11 @@ def run_case(length, mode, unrolls, repeats, batch=BATCH, hidden=HIDDEN):
     variables = module.init(jax.random.key(1), x)
     calls["flax OptimizedLSTMCell"] = jax_call(f_bwd if backward else f_fwd, variables, x)
     cfg = rnn.Config(cell="lstm", in_dim=hidden, hidden_dim=hidden, output="sequence",
-                     implementation="xla")
+                     implementation="loops")
     params = rnn.init(jax.random.key(2), cfg)
-    variants = {f"zoo unroll={u}": dataclasses.replace(cfg, unroll=u) for u in unrolls}
-    if jax.default_backend() == "gpu":
+    variants = {f"zoo loops unroll={u}": dataclasses.replace(cfg, unroll=u) for u in unrolls}
+    variants["zoo scan"] = dataclasses.replace(cfg, implementation="scan")
+    if has_platform("cuda"):
         variants["zoo cuDNN"] = dataclasses.replace(cfg, implementation="cudnn")
     for name, c in variants.items():
         z_fwd, z_bwd = _zoo_fns(c)

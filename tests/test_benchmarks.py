@@ -25,13 +25,13 @@ def test_lstm_speed_times_all_implementations_in_one_run(tmp_path):
                (tmp_path / "lstm_speed.jsonl").read_text().splitlines()]
     assert sorted((r["mode"], r["impl"]) for r in records) == sorted(
         (mode, impl) for mode in ("fwd", "fwd+bwd")
-        for impl in ("torch.nn.LSTM", "flax OptimizedLSTMCell", "zoo unroll=1",
-                     "zoo products only"))
+        for impl in ("torch.nn.LSTM", "flax OptimizedLSTMCell", "zoo loops unroll=1",
+                     "zoo scan", "zoo products only"))
     for r in records:
         assert r["repeats"] == 2 and 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
         if r["impl"] == "torch.nn.LSTM":
             assert r["ratio_to_torch"] == 1.0
-    assert "| 8 | fwd+bwd | zoo unroll=1 |" in (tmp_path / "lstm_speed.md").read_text()
+    assert "| 8 | fwd+bwd | zoo loops unroll=1 |" in (tmp_path / "lstm_speed.md").read_text()
 
 
 def test_lstm_speed_sizes_name_their_results_and_bad_sizes_are_refused(tmp_path, capsys):
@@ -129,11 +129,12 @@ def test_keep_freed_memory_refuses_bad_threshold(bad):
 
 def test_lstm_products_floor_runs_the_layers_products():
     # The floor's forward is the recurrence h_{t+1} = (x_t W_i + h_t W_h)[:, :D] with the
-    # zoo's weights, checked against a NumPy loop over steps (length not a multiple of CHUNK).
+    # zoo's weights, checked against a NumPy loop over steps (19 steps of D 256 at B 2 run as
+    # one chunk of the kernel's loops).
     from benchmarks import lstm_speed
     from zoo import rnn
     d = lstm_speed.HIDDEN
-    cfg = rnn.Config(cell="lstm", in_dim=d, hidden_dim=d, output="sequence", chunk=rnn.CHUNK)
+    cfg = rnn.Config(cell="lstm", in_dim=d, hidden_dim=d, output="sequence")
     params = rnn.init(jax.random.key(0), cfg)
     x = jax.random.normal(jax.random.key(1), (2, 19, d)) * 0.1
     fwd, fwd_bwd = lstm_speed._products_fns(cfg)
@@ -146,3 +147,60 @@ def test_lstm_products_floor_runs_the_layers_products():
     np.testing.assert_allclose(fwd(params, x), np.stack(want, 1), rtol=1e-4, atol=1e-5)
     grads = fwd_bwd(params, x)
     assert float(jnp.abs(grads["layer_0"]["fwd"]["w_h_dgd"]).sum()) > 0
+
+
+# --- the training-throughput benchmark ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def plain_step():
+    from benchmarks import train_throughput as tt
+    run = tt.Run(model="transformer-lm_tiny", batch=4, length=16, dtype="float32", repeats=2)
+    return tt.measure(run)
+
+
+def test_training_flops_are_the_formula_with_parameters_counted_from_init(plain_step):
+    import math
+    import zoo
+    spec = zoo.get("transformer-lm_tiny")
+    shapes = jax.eval_shape(spec.init, jax.random.key(0))
+    params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+    cfg = spec.config
+    tokens = 4 * 16
+    by_hand = 6 * params * tokens + 12 * cfg.num_layers * 16 * cfg.d_model * tokens
+    assert plain_step["params"] == params and plain_step["tokens_per_step"] == tokens
+    assert plain_step["flops_per_step"] == by_hand
+    assert plain_step["tokens_per_s"] == pytest.approx(tokens / plain_step["median_s"])
+    assert plain_step["flops_per_s"] == pytest.approx(by_hand / plain_step["median_s"])
+    assert len(plain_step["losses"]) == 4 and plain_step["losses"][0] > plain_step["losses"][-1]
+
+
+def test_remat_and_accumulation_keep_the_plain_steps_losses(plain_step):
+    from benchmarks import train_throughput as tt
+    for changes in ({"remat": "full", "accumulate": 2}, {"remat": "dots"}):
+        run = tt.Run(model="transformer-lm_tiny", batch=4, length=16, dtype="float32",
+                     repeats=2, **changes)
+        np.testing.assert_allclose(tt.measure(run)["losses"], plain_step["losses"],
+                                   rtol=1e-5, err_msg=str(changes))
+
+
+def test_utilisation_against_the_datasheet_and_the_measured_product():
+    from benchmarks import train_throughput as tt
+    rec = tt.utilisation({"flops_per_s": 300e12}, gemm_flops_per_s=750e12,
+                         peak=tt.datasheet_peak("NVIDIA H200"))
+    assert rec["mfu_datasheet"] == pytest.approx(300 / 989)
+    assert rec["mfu_gemm"] == pytest.approx(0.4)
+    assert tt.datasheet_peak("NVIDIA A100-SXM4-80GB") == 312e12
+    assert tt.datasheet_peak("TPU v4") == 275e12 and tt.datasheet_peak("TPU v5e") == 197e12
+    assert tt.utilisation({"flops_per_s": 1e9}, 1e11, None)["mfu_datasheet"] is None
+
+
+def test_training_throughput_refuses_what_is_not_a_decoder():
+    from benchmarks import train_throughput as tt
+    with pytest.raises(ValueError, match="registered decoder, got 'gpt-7'"):
+        tt.decoder("gpt-7")
+    with pytest.raises(ValueError, match="must be a decoder language model"):
+        tt.decoder("transformer-tiny")
+    with pytest.raises(ValueError, match="batch must be divisible by accumulate"):
+        tt.Run(batch=6, accumulate=4)
+    with pytest.raises(ValueError, match="remat must be one of"):
+        tt.Run(remat="some")

@@ -66,10 +66,14 @@ def _torch_run(module, x, lengths=None):
     return y.numpy(), to_np(h), to_np(c)
 
 
+IMPLS = ["scan", "loops"]      # the plain path and the CPU kernel (tests/kernels for more)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("layers_dirs", [(1, False), (2, True)], ids=["1layer", "2layer-bidir"])
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_equals_torch_with_copied_weights(cell, layers_dirs):
-    cfg = _cfg(cell, *layers_dirs)
+def test_equals_torch_with_copied_weights(cell, layers_dirs, impl):
+    cfg = _cfg(cell, *layers_dirs, implementation=impl)
     params = rnn.init(jax.random.key(1), cfg)
     x = _data()
     y, state = rnn.apply(params, x, None, cfg, return_state=True)
@@ -80,25 +84,22 @@ def test_equals_torch_with_copied_weights(cell, layers_dirs):
         assert_close(state.c, c_ref)
 
 
-# A batch the LSTM runs as rnn.LSTM_BATCH_GROUPS groups of interleaved rows; lengths differ
-# within each group, so a group mixes finished and running sequences.
+# Lengths that differ within each interleaved group of rows of the CPU kernel's LSTM.
 GROUPED_LENGTHS = np.array([7, 2, 5, 7, 1, 6, 3, 4])
 
 
-@pytest.mark.parametrize("cell, t, lengths", [
-    ("gru", T, LENGTHS), ("lstm", T, LENGTHS),
-    # several chunks of rnn.CHUNK steps (set: chunks of this small layer would cover the
-    # whole sequence), lengths ending inside, at and before a chunk's end
-    ("lstm", 2 * rnn.CHUNK + 5, [2 * rnn.CHUNK + 5, rnn.CHUNK + 1, rnn.CHUNK]),
-    ("lstm", T, GROUPED_LENGTHS)], ids=["gru", "lstm", "lstm-chunks", "lstm-grouped-rows"])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("cell, lengths", [
+    ("gru", LENGTHS), ("lstm", LENGTHS), ("lstm", GROUPED_LENGTHS)],
+    ids=["gru", "lstm", "lstm-batch-8"])
 def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
-        cell, t, lengths):
+        cell, lengths, impl):
     # The LSTM's hand-written backward (and the GRU's autodiff) against PyTorch's autograd in
     # float64: parameters, inputs and the initial state, through 2 bidirectional layers over
     # padded sequences, with random cotangents on the outputs and on the final state.
     torch = pytest.importorskip("torch")
-    cfg = _cfg(cell, 2, True, dtype="float64", chunk=rnn.CHUNK if t > rnn.CHUNK else None)
-    lengths = np.asarray(lengths)
+    cfg = _cfg(cell, 2, True, dtype="float64", implementation=impl)
+    lengths, t = np.asarray(lengths), T
     B = len(lengths)
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: a.astype(jnp.float64), rnn.init(jax.random.key(7), cfg))
@@ -150,52 +151,16 @@ def test_gradients_equal_torch_autograd_padded_bidirectional_with_initial_state(
             assert_close(got["b_h_gd"], w("bias_hh").reshape(g, d), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_padded_batch_equals_torch_packed_sequences(cell):
-    cfg = _cfg(cell, 2, True)
+def test_padded_batch_equals_torch_packed_sequences(cell, impl):
+    cfg = _cfg(cell, 2, True, implementation=impl)
     params = rnn.init(jax.random.key(2), cfg)
     x = _data(3)
     y, state = rnn.apply(params, x, jnp.asarray(LENGTHS), cfg, return_state=True)
     y_ref, h_ref, _ = _torch_run(_torch_module(params, cfg), x, LENGTHS)
     assert_close(y, y_ref)
     assert_close(state.h, h_ref)
-
-
-def test_lstm_batch_groups_only_on_cpu(monkeypatch):
-    n, rows = rnn.LSTM_BATCH_GROUPS, rnn.LSTM_MIN_GROUP_ROWS
-    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert rnn._batch_groups(n * rows) == n
-    assert rnn._batch_groups(n * rows - 1) == 1            # not divisible by n
-    assert rnn._batch_groups(n * (rows - 1)) == 1          # groups under the minimum rows
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert rnn._batch_groups(n * rows) == 1
-
-
-def test_lstm_grouped_rows_equal_torch_packed_sequences():
-    # B 8 runs as rnn.LSTM_BATCH_GROUPS groups of rows (B 3 above runs as one): outputs and
-    # both final states against PyTorch, with an initial state, over 2 chunks of steps.
-    if jax.default_backend() == "cpu":
-        assert rnn._batch_groups(len(GROUPED_LENGTHS)) == rnn.LSTM_BATCH_GROUPS > 1
-    cfg = _cfg("lstm", 1, True, chunk=rnn.CHUNK)
-    params = rnn.init(jax.random.key(30), cfg)
-    t = rnn.CHUNK + 3
-    lengths = GROUPED_LENGTHS * 2
-    x = _data(31, b=len(lengths), t=t)
-    h0, c0 = jax.random.normal(jax.random.key(32), (2, len(lengths), 2, D))
-    y, state = rnn.apply(params, x, jnp.asarray(lengths), cfg, return_state=True,
-                         initial_state=rnn.State(h0, c0))
-    torch = pytest.importorskip("torch")
-    module = _torch_module(params, cfg)
-    to_t = lambda a: torch.from_numpy(np.asarray(a, np.float64).swapaxes(0, 1).copy())
-    packed = torch.nn.utils.rnn.pack_padded_sequence(
-        torch.from_numpy(np.asarray(x, np.float64)), torch.as_tensor(lengths),
-        batch_first=True, enforce_sorted=False)
-    with torch.no_grad():
-        y_ref, (h_ref, c_ref) = module(packed, (to_t(h0), to_t(c0)))
-    y_ref, _ = torch.nn.utils.rnn.pad_packed_sequence(y_ref, batch_first=True, total_length=t)
-    assert_close(y, y_ref.numpy())
-    assert_close(state.h, h_ref.numpy().swapaxes(0, 1))
-    assert_close(state.c, c_ref.numpy().swapaxes(0, 1))
 
 
 def test_elman_relu_equals_torch():
@@ -352,47 +317,6 @@ def test_unroll_does_not_change_results():
                  base)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_chunk_length_does_not_change_results(cell):
-    # One chunk (the default for this small layer), chunks of 2 and of 3 steps (T 7 padded
-    # to 9 with masked steps), with lengths, outputs, final state and gradients.
-    cfg = _cfg(cell, 1, True)
-    assert cfg.chunk_length(T, B, 4) == T
-    params = rnn.init(jax.random.key(33), cfg)
-    x = _data(34)
-
-    def run(c):
-        f = lambda p: rnn.apply(p, x, jnp.asarray(LENGTHS), dataclasses.replace(cfg, chunk=c),
-                                return_state=True)
-        out = f(params)
-        return out, jax.grad(lambda p: jnp.sum(jnp.sin(f(p)[0])))(params)
-    base = run(None)
-    for c in (2, 3):
-        for got, want in zip(jax.tree.leaves(run(c)), jax.tree.leaves(base), strict=True):
-            assert_close(got, want)
-
-
-def test_chunk_length_policy():
-    cfg = rnn.Config(cell="lstm", in_dim=256, hidden_dim=256)
-    # B 32: 16 steps of [32, 4·256] float32 fill CHUNK_BYTES (2 MiB), so cap = 16
-    assert rnn.CHUNK_BYTES == 2 << 20
-    assert cfg.chunk_length(16, 32, 4) == 16             # fits: one chunk
-    assert cfg.chunk_length(256, 32, 4) == 16
-    assert cfg.chunk_length(100, 32, 4) == 10            # largest divisor <= 16, above 8
-    assert cfg.chunk_length(33, 32, 4) == 11             # 3 chunks, no padded step
-    assert cfg.chunk_length(37, 32, 4) == 13             # prime: 3 chunks, 2 padded steps
-    assert cfg.chunk_length(512, 256, 4) == rnn.CHUNK    # never below CHUNK steps
-    assert cfg.chunk_length(512, 8, 4) == 64             # B 8: cap 64
-    assert cfg.chunk_length(512, 8, 2) == 128            # 2-byte numbers: cap 128
-    gru = dataclasses.replace(cfg, cell="gru")          # at most 21 steps of [32, 3·256]
-    assert gru.chunk_length(256, 32, 4) == 16
-    assert dataclasses.replace(cfg, chunk=5).chunk_length(512, 8, 4) == 5
-    with pytest.raises(ValueError, match="chunk"):
-        dataclasses.replace(cfg, chunk=0)
-    with pytest.raises(ValueError, match="itemsize"):
-        cfg.chunk_length(16, 32, 0)
-
-
 def test_gradient_norms_decay_faster_for_elman_than_lstm():
     x = _data(27, b=2, t=40, i=I)
     ratios = {}
@@ -410,89 +334,42 @@ def test_gradient_norms_decay_faster_for_elman_than_lstm():
     assert_close(rnn.gradient_norms(params, x[:1], cfg)[0, 5], jnp.linalg.norm(jac[:, 5]))
 
 
-# --- cuDNN ------------------------------------------------------------------------------------
+# --- dispatch ---------------------------------------------------------------------------------
 
-def test_cudnn_is_not_selected_on_cpu_and_refused_when_forced():
-    cfg = _cfg("lstm", implementation="auto")
-    if jax.default_backend() == "gpu":
-        pytest.skip("CPU-only check")
-    assert not rnn._use_cudnn(cfg)
-    params = rnn.init(jax.random.key(29), cfg)
-    assert_close(rnn.apply(params, _data(), None, cfg),
-                 rnn.apply(params, _data(), None, dataclasses.replace(cfg, implementation="xla")))
-    with pytest.raises(ValueError, match="cudnn.*backend"):
-        rnn.apply(params, _data(), None, dataclasses.replace(cfg, implementation="cudnn"))
-    with pytest.raises(ValueError, match="lstm"):
-        rnn._use_cudnn(_cfg("gru", implementation="cudnn"))
+def _while_loops(cfg, platforms):
+    from jax import export
+    params = rnn.init(jax.random.key(40), cfg)
+    fn = jax.jit(lambda p, x: rnn.apply(p, x, None, cfg))
+    return export.export(fn, platforms=platforms)(params, _data()).mlir_module().count(
+        "stablehlo.while")
 
 
-def test_cudnn_weight_layout_matches_jax_reference_lstm():
-    from jax.experimental import rnn as jrnn
-    cfg = _cfg("lstm", 2, True)
-    params = rnn.init(jax.random.key(30), cfg)
-    flat = rnn.cudnn_weights(params, cfg)
-    assert flat.size == jrnn.get_num_params_in_lstm(I, D, 2, True)
-    w_ih, w_hh, b_ih, b_hh = jrnn.unpack_lstm_weights(flat, I, D, 2, True)
-    x = _data(31)
-    zeros = jnp.zeros((4, B, D))
-    y, h, c = jrnn.lstm_ref(x, zeros, zeros, w_ih, w_hh, b_ih, b_hh,
-                            jnp.full((B,), T, jnp.int32), I, D, 2, 0.0, True)
-    ours, state = rnn.apply(params, x, None, cfg, return_state=True)
-    assert_close(ours, y)
-    assert_close(state.h, jnp.swapaxes(h, 0, 1))
-    assert_close(state.c, jnp.swapaxes(c, 0, 1))
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_auto_runs_the_cpu_loops_only_where_lowered_for_a_cpu(cell):
+    # The plain path is one scan per layer and direction; the CPU kernel scans chunks around a
+    # step scan. The choice follows the platform the program is lowered for, whatever this
+    # process's devices are.
+    cfg = _cfg(cell, 2, True)
+    assert cfg.implementation == "auto"
+    scans = cfg.num_layers * cfg.directions
+    assert _while_loops(cfg, ("cpu",)) == 2 * scans
+    assert _while_loops(cfg, ("cuda",)) == scans
+    assert _while_loops(cfg, ("tpu",)) == scans
+    assert _while_loops(dataclasses.replace(cfg, implementation="scan"), ("cpu",)) == scans
+    assert _while_loops(dataclasses.replace(cfg, implementation="loops"), ("cuda",)) == 2 * scans
 
 
-def _cudnn_by_reference(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size,
-                        num_layers, dropout, bidirectional, precision=None):
-    # jax.experimental.rnn.lstm's arguments, run by its CPU reference (lstm_ref)
-    from jax.experimental import rnn as jrnn
-    unpacked = jrnn.unpack_lstm_weights(weights, input_size, hidden_size, num_layers,
-                                        bidirectional)
-    assert seq_lengths.dtype == jnp.int32 and int(seq_lengths.min()) >= 1
-    return jrnn.lstm_ref(x, h_0, c_0, *unpacked, seq_lengths, input_size, hidden_size,
-                         num_layers, dropout, bidirectional)
-
-
-def test_cudnn_path_glue_keeps_the_contract(monkeypatch):
-    # The cuDNN branch of encode, with jax.experimental.rnn's CPU reference in place of the
-    # kernel: weights, state layout, ragged lengths (a backward direction from each end),
-    # zeros on padding and a length-0 sequence returning its initial state, against the
-    # XLA path.
-    from jax.experimental import rnn as jrnn
-    monkeypatch.setattr(jrnn, "lstm", _cudnn_by_reference)
-    cfg = _cfg("lstm", 2, True)
-    params = rnn.init(jax.random.key(33), cfg)
-    x, lengths = _data(34, b=4), jnp.array([T, 3, 0, 5])
-    shape = (4, 4, D)
-    state = rnn.State(jax.random.normal(jax.random.key(35), shape),
-                      jax.random.normal(jax.random.key(36), shape))
-    y, got = rnn._encode_cudnn(params, x, lengths, cfg, state)
-    want_y, want = rnn.encode(params, x, lengths, cfg, initial_state=state)
-    assert_close(y, want_y)
-    assert_close(got.h, want.h)
-    assert_close(got.c, want.c)
-    assert float(jnp.abs(y[2]).max()) == 0.0 and float(jnp.abs(y[1, 3:]).max()) == 0.0
-    np.testing.assert_array_equal(got.h[2], state.h[2])
-
-
-@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN needs a GPU")
-def test_cudnn_equals_xla_path_with_gradients():
-    cfg = _cfg("lstm", 2, True, implementation="cudnn")
-    xla = dataclasses.replace(cfg, implementation="xla")
-    params = rnn.init(jax.random.key(37), cfg)
-    x, lengths = _data(38, b=4), jnp.array([T, 3, 1, 5])
-
-    def loss(p, x, c):
-        y, state = rnn.apply(p, x, lengths, c, return_state=True)
-        return jnp.sum(y * y) + jnp.sum(state.h) + jnp.sum(state.c)
-    # cuDNN sums the gate products in its own order and blocks, 2 layers deep, both ways
-    with jax.default_matmul_precision("highest"):
-        assert_close(rnn.apply(params, x, lengths, cfg), rnn.apply(params, x, lengths, xla),
-                     atol=1e-4, rtol=1e-4)
-        got = jax.grad(loss, argnums=(0, 1))(params, x, cfg)
-        want = jax.grad(loss, argnums=(0, 1))(params, x, xla)
-    jax.tree.map(lambda a, b: assert_close(a, b, atol=1e-4, rtol=1e-3), got, want)
+def test_cudnn_refused_where_it_cannot_run_naming_the_argument():
+    params = rnn.init(jax.random.key(41), _cfg("gru"))
+    with pytest.raises(ValueError, match="implementation='cudnn'.*'lstm' only"):
+        rnn.apply(params, _data(), None, _cfg("gru", implementation="cudnn"))
+    with pytest.raises(ValueError, match="implementation='cudnn'.*float32 only"):
+        rnn.apply(rnn.init(jax.random.key(41), _cfg("lstm")), _data(), None,
+                  _cfg("lstm", implementation="cudnn", dtype="bfloat16"))
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        with pytest.raises(ValueError, match="no CUDA device"):
+            rnn.apply(rnn.init(jax.random.key(41), _cfg("lstm")), _data(), None,
+                      _cfg("lstm", implementation="cudnn"))
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -501,10 +378,15 @@ def test_bad_inputs_raise_clear_errors():
     cfg = _cfg("lstm", 2)
     params = rnn.init(jax.random.key(32), cfg)
     x = _data()
-    with pytest.raises(ValueError, match="lengths must lie in"):
+    with pytest.raises(ValueError, match=r"lengths must hold valid steps .* in \[0, 7\], "
+                                         r"got values from 1 to 8"):
         rnn.apply(params, x, jnp.array([8, 2, 1]), cfg)
-    with pytest.raises(ValueError, match="lengths must lie in"):
+    with pytest.raises(ValueError, match=r"lengths must hold .* from -1 to 3"):
         rnn.apply(params, x, jnp.array([3, -1, 1]), cfg)
+    with pytest.raises(ValueError, match="empty batch"):
+        rnn.apply(params, x[:0], None, cfg)
+    with pytest.raises(ValueError, match=r"params\['layer_1'\].*another config"):
+        rnn.apply(rnn.init(jax.random.key(0), _cfg("lstm", 1)), x, None, cfg)
     with pytest.raises(ValueError, match="lengths must have shape"):
         rnn.apply(params, x, jnp.array([3, 1]), cfg)
     with pytest.raises(TypeError, match="lengths must have a int dtype"):
@@ -528,10 +410,13 @@ def test_bad_inputs_raise_clear_errors():
         rnn.Config(cell="lstmx", in_dim=1, hidden_dim=1)
 
 
-def test_lengths_under_jit_skip_the_value_check_but_still_work():
+def test_lengths_are_checked_under_jit_too():
     cfg = _cfg("gru")
     params = rnn.init(jax.random.key(33), cfg)
     x = _data()
     f = jax.jit(lambda p, x, l: rnn.apply(p, x, l, cfg))
     lengths = jnp.asarray(LENGTHS)
     assert_close(f(params, x, lengths), rnn.apply(params, x, lengths, cfg))
+    for bad in ([8, 2, 1], [3, -1, 1]):
+        with pytest.raises(Exception, match=r"lengths must hold valid steps per sequence"):
+            jax.block_until_ready(f(params, x, jnp.asarray(bad)))
