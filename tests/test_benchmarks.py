@@ -174,6 +174,7 @@ def test_training_flops_are_the_formula_with_parameters_counted_from_init(plain_
     assert len(plain_step["losses"]) == 4 and plain_step["losses"][0] > plain_step["losses"][-1]
 
 
+@pytest.mark.slow
 def test_remat_and_accumulation_keep_the_plain_steps_losses(plain_step):
     from benchmarks import train_throughput as tt
     for changes in ({"remat": "full", "accumulate": 2}, {"remat": "dots"}):
