@@ -19,10 +19,15 @@ def test_eight_devices_are_simulated():
     assert jax.device_count() == 8
 
 
-def test_make_mesh_defaults_to_data_parallel_with_explicit_axis_types():
+def test_make_mesh_defaults_to_every_device_on_data_with_auto_axes():
+    """As documented: every device on ``data``, and ``Auto`` axis types passed explicitly,
+    where ``jax.make_mesh`` left to itself would make ``Explicit`` ones."""
     mesh = sharding.make_mesh()
+    assert mesh.axis_names == sharding.MESH_AXES
     assert dict(mesh.shape) == {"data": 8, "fsdp": 1, "tensor": 1}
+    assert set(mesh.devices.flat) == set(jax.devices())
     assert mesh.axis_types == (AxisType.Auto,) * 3
+    assert jax.make_mesh((8, 1, 1), sharding.MESH_AXES).axis_types != mesh.axis_types
 
 
 @pytest.mark.parametrize("shape, match", [

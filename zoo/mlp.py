@@ -149,13 +149,16 @@ def apply(params: Params, x: Float[Array, "B I"], cfg: Config, *, key=None,
         ``[B, O]`` outputs (logits unless ``out_activation`` says otherwise) in ``cfg.dtype``.
 
     Raises:
-        ValueError, TypeError: if ``x`` is not a ``[B, I]`` number array.
+        ValueError: if ``x`` is not ``[B, I]`` (or is empty), or ``params`` were made for
+            another config (the message names the parameter and both shapes).
+        TypeError: if ``x`` is not a number array.
 
     >>> cfg = PRESETS["tiny"]
     >>> apply(init(jax.random.key(0), cfg), jnp.ones((4, 6)), cfg).shape
     (4, 3)
     """
     _check_x(x, cfg)
+    _checks.check_params(params, init, cfg)
     params = gather_params(params, param_axes(cfg))
     a = x.astype(cfg.dtype)
     for _, a in _forward(params, a, cfg):
@@ -194,6 +197,7 @@ def backprop(params: Params, x: Float[Array, "B I"], y: Float[Array, "B O"],
                          f"got {cfg.num_blocks}")
     _check_x(x, cfg)
     _checks.check_array(y, "y", shape=(x.shape[0], cfg.out_dim), letters="B O", kind="number")
+    _checks.check_params(params, init, cfg)
     names = [f"dense_{i}" for i in range(len(cfg.hidden_dims))] + ["out"]
     acts = [cfg.activation] * len(cfg.hidden_dims) + [cfg.out_activation]
     a = [x.astype(cfg.dtype)]               # a^0 … a^L
@@ -281,4 +285,5 @@ def _blocks_init(key, cfg):
 
 
 def _check_x(x, cfg):
-    _checks.check_array(x, "x", shape=(None, cfg.in_dim), letters="B I", kind="number")
+    _checks.check_array(x, "x", shape=(None, cfg.in_dim), letters="B I", kind="number",
+                        nonempty=True)

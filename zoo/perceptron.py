@@ -100,8 +100,13 @@ def param_axes(cfg: Config) -> ParamAxes:
 
 
 def score(params: Params, x: Float[Array, "B I"], cfg: Config) -> Float[Array, "B"]:
-    """The pre-activation z = w·x + w0."""
+    """The pre-activation z = w·x + w0.
+
+    Raises:
+        ValueError, TypeError: as :func:`apply`.
+    """
     _check_x(x, cfg)
+    _checks.check_params(params, init, cfg)
     params = gather_params(params, param_axes(cfg))
     dtype = jnp.dtype(cfg.dtype)
     return x.astype(dtype) @ params["w"].astype(dtype) + params["b"].astype(dtype)
@@ -122,7 +127,9 @@ def apply(params: Params, x: Float[Array, "B I"], cfg: Config, *, key=None,
         ``[B]`` array of 0.0 and 1.0 in ``cfg.dtype``.
 
     Raises:
-        ValueError, TypeError: if ``x`` is not a ``[B, I]`` number array.
+        ValueError: if ``x`` is not ``[B, I]`` (or is empty), or ``params`` were made for
+            another config.
+        TypeError: if ``x`` is not a number array.
 
     >>> p = {"w": jnp.array([1.0, 1.0]), "b": jnp.array(-1.5)}   # AND
     >>> apply(p, jnp.array([[0., 0.], [0., 1.], [1., 0.], [1., 1.]]), PRESETS["tiny"])
@@ -142,12 +149,18 @@ def fit(params: Params, x: Float[Array, "B I"], y: Float[Array, "B"], cfg: Confi
     Args:
         params: initial weights.
         x: inputs ``[B, I]``.
-        y: targets ``[B]`` in {0, 1}.
+        y: targets ``[B]`` in {0, 1} (the unit's outputs; ±1 labels are refused: pass
+            ``(y + 1) / 2``).
         cfg: the model's config (``learning_rate``, ``max_epochs``).
         key: optional key that shuffles the order of every epoch.
 
     Returns:
         A :class:`Fit` with the final params and per-epoch mistake counts.
+
+    Raises:
+        ValueError: ``x`` or ``y`` of the wrong shape or empty, ``y`` holding values other
+            than 0 and 1 (under ``jit``: when the program runs), params of another config.
+        TypeError: ``x`` or ``y`` not number arrays.
 
     >>> x = jnp.array([[0., 0.], [0., 1.], [1., 0.], [1., 1.]])
     >>> out = fit(init(jax.random.key(0), PRESETS["tiny"]), x, jnp.array([0., 1., 1., 1.]),
@@ -156,7 +169,8 @@ def fit(params: Params, x: Float[Array, "B I"], y: Float[Array, "B"], cfg: Confi
     (True, [0.0, 1.0, 1.0, 1.0])
     """
     _check_x(x, cfg)
-    _checks.check_array(y, "y", shape=(x.shape[0],), letters="B", kind="number")
+    _check_y(y, x)
+    _checks.check_params(params, init, cfg)
     return _fit(params, x, y, cfg, key)
 
 
@@ -190,8 +204,11 @@ def loss(params: Params, inputs: tuple, y: Float[Array, "B"], cfg: Config, *,
 
     Its gradient is ``−(2y − 1) x`` on each mistake and zero otherwise, so gradient descent on
     it with step η is the (batch) perceptron learning rule; the generic trainer uses it.
+    ``inputs`` is ``(x,)``; ``y`` holds labels in {0, 1}.
     """
-    (x,) = inputs
+    (x,) = _checks.inputs_tuple(inputs, "inputs", 1, "(x,)")
+    _check_x(x, cfg)
+    _check_y(y, x)
     return jnp.mean(jax.nn.relu(-(2 * y - 1) * score(params, x, cfg)))
 
 
@@ -204,5 +221,12 @@ def example_batch(key: jax.Array, cfg: Config, batch_size: int):
 
 
 def _check_x(x, cfg):
-    _checks.check_array(x, "x", shape=(None, cfg.in_dim), letters="B I", kind="number")
+    _checks.check_array(x, "x", shape=(None, cfg.in_dim), letters="B I", kind="number",
+                        nonempty=True)
+
+
+def _check_y(y, x):
+    _checks.check_array(y, "y", shape=(x.shape[0],), letters="B", kind="number")
+    _checks.one_of_values(y, "y", (0, 1), hint="The perceptron's labels are its outputs, 0 and "
+                          "1; for labels in {-1, +1} pass (y + 1) / 2.")
 

@@ -16,9 +16,14 @@ fixed-size embedding of a variable-length sequence (Dai & Le 2015).
 Token ids ``pad_id`` (0), ``bos_id`` (1) and ``eos_id`` (2) are reserved; the decoders never
 emit ``pad`` or ``bos``.
 
+Every entry point checks its inputs and names the culprit (token ids outside
+``[0, vocab_size)``, lengths outside ``[1, S]``, a source and target of different batch sizes,
+empty inputs, params of another config); under ``jit`` the value checks run with the program
+(:func:`zoo._checks.in_range`) and fail the call with the same message.
+
 Shape letters: ``B`` batch, ``S`` source positions, ``T`` target positions, ``V`` vocabulary,
-``E`` embedding width, ``D`` encoder hidden width, ``K`` encoder directions, ``L`` layers,
-``N`` beams.
+``I`` embedding width (the recurrent stacks' input features), ``D`` encoder hidden width,
+``E`` encoder directions, ``L`` layers. Beams have no letter: ``beam_size``.
 
 References:
     I. Sutskever, O. Vinyals, Q. V. Le, "Sequence to Sequence Learning with Neural Networks",
@@ -53,10 +58,10 @@ class Config:
     Attributes:
         cell: ``"gru"`` or ``"lstm"``.
         vocab_size: ``V``, shared by source and target, including the three reserved ids.
-        embed_dim: ``E``.
-        hidden_dim: ``D`` of the encoder; the decoder's width is ``K*D``.
+        embed_dim: ``I``.
+        hidden_dim: ``D`` of the encoder; the decoder's width is ``E·D``.
         num_layers: ``L`` for encoder and decoder.
-        bidirectional: bidirectional encoder (``K = 2``).
+        bidirectional: bidirectional encoder (``E = 2``).
         max_decode_len: default maximum output length of the decoders (``EOS`` included).
         objective: what :func:`example_batch` asks for: ``"reverse"`` the source, or
             ``"autoencode"`` (copy it back).
@@ -85,7 +90,7 @@ class Config:
         _checks.positive_int(self.embed_dim, "embed_dim")
         _checks.positive_int(self.hidden_dim, "hidden_dim")
         _checks.positive_int(self.num_layers, "num_layers")
-        _checks.one_of(self.bidirectional, "bidirectional", (False, True))
+        _checks.boolean(self.bidirectional, "bidirectional")
         _checks.positive_int(self.max_decode_len, "max_decode_len")
         _checks.one_of(self.objective, "objective", ("reverse", "autoencode"))
         if self.unroll is not None:
@@ -134,14 +139,14 @@ def init(key: jax.Array, cfg: Config) -> Params:
     """Embeddings N(0, 1), recurrent stacks as :func:`zoo.rnn.init`, LeCun-normal head.
 
     >>> p = init(jax.random.key(0), PRESETS["tiny"])
-    >>> p["src_embed_ve"].shape, p["out"]["w"].shape
+    >>> p["src_embed_vi"].shape, p["out"]["w"].shape
     ((12, 6), (8, 12))
     """
     ks, kt, ke, kd, ko = jax.random.split(key, 5)
-    v, e, kd_ = cfg.vocab_size, cfg.embed_dim, cfg.decoder.hidden_dim
+    v, i, kd_ = cfg.vocab_size, cfg.embed_dim, cfg.decoder.hidden_dim
     return {
-        "src_embed_ve": jax.random.normal(ks, (v, e), jnp.float32),
-        "tgt_embed_ve": jax.random.normal(kt, (v, e), jnp.float32),
+        "src_embed_vi": jax.random.normal(ks, (v, i), jnp.float32),
+        "tgt_embed_vi": jax.random.normal(kt, (v, i), jnp.float32),
         "encoder": rnn.init(ke, cfg.encoder),
         "decoder": rnn.init(kd, cfg.decoder),
         "out": {"w": jax.random.normal(ko, (kd_, v), jnp.float32) / np.sqrt(kd_),
@@ -151,7 +156,7 @@ def init(key: jax.Array, cfg: Config) -> Params:
 
 def param_axes(cfg: Config) -> ParamAxes:
     """Recurrent stacks as :func:`zoo.rnn.param_axes`; the head splits the vocabulary."""
-    return {"src_embed_ve": P(None, "embed"), "tgt_embed_ve": P(None, "embed"),
+    return {"src_embed_vi": P(None, "embed"), "tgt_embed_vi": P(None, "embed"),
             "encoder": rnn.param_axes(cfg.encoder), "decoder": rnn.param_axes(cfg.decoder),
             "out": {"w": P("embed", "vocab"), "b": P("vocab")}}
 
@@ -174,15 +179,20 @@ def apply(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
         logits ``[B, T, V]`` for the next token at every target position.
 
     Raises:
-        ValueError, TypeError: bad shapes or dtypes, lengths outside ``[1, S]``.
+        ValueError: bad shapes, an empty batch or sequence, token ids outside
+            ``[0, vocab_size)`` or lengths outside ``[1, S]`` (under ``jit``: when the
+            program runs), ``src`` and ``tgt_in`` of different batch sizes, params of
+            another config.
+        TypeError: non-integer tokens or lengths.
 
     >>> cfg = PRESETS["tiny"]
     >>> (src, n, tgt_in), tgt_out = example_batch(jax.random.key(1), cfg, 2)
     >>> apply(init(jax.random.key(0), cfg), src, n, tgt_in, cfg).shape == tgt_out.shape + (12,)
     True
     """
-    _check_source(src, src_lengths, cfg)
-    _check_tokens(tgt_in, "tgt_in", cfg, batch=src.shape[0])
+    _check_source(params, src, src_lengths, cfg)
+    _check_tokens(tgt_in, "tgt_in", cfg)
+    _checks.same_batch(src=src, tgt_in=tgt_in)
     return _apply(params, src, src_lengths, tgt_in, cfg)
 
 
@@ -191,23 +201,23 @@ def _apply(params, src, src_lengths, tgt_in, cfg):
     # Compiled once per config and shapes: eager callers do not re-trace the scans.
     params = gather_params(params, param_axes(cfg))
     state = _encode(params, src, src_lengths, cfg)
-    y, _ = rnn.encode(params["decoder"], _embed(params["tgt_embed_ve"], tgt_in, cfg), None,
+    y, _ = rnn.encode(params["decoder"], _embed(params["tgt_embed_vi"], tgt_in, cfg), None,
                       cfg.decoder, initial_state=state)
     return _logits(params, y)
 
 
 @auto_inside
 def embed(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
-          cfg: Config) -> Float[Array, "B LKD"]:
+          cfg: Config) -> Float[Array, "B L*E*D"]:
     """The fixed-size embedding of each source: the decoder's initial hidden states,
-    ``[B, L*K*D]`` (the autoencoder's code).
+    ``[B, L·E·D]`` (the autoencoder's code).
 
     >>> cfg = PRESETS["lstm-tiny"]
     >>> (src, n, _), _ = example_batch(jax.random.key(1), cfg, 3)
     >>> embed(init(jax.random.key(0), cfg), src, n, cfg).shape
     (3, 8)
     """
-    _check_source(src, src_lengths, cfg)
+    _check_source(params, src, src_lengths, cfg)
     params = gather_params(params, param_axes(cfg))
     h = _encode(params, src, src_lengths, cfg).h
     return h.reshape(h.shape[0], -1)
@@ -216,16 +226,37 @@ def embed(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
 @auto_inside
 def init_decoder(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, "B"],
                  cfg: Config) -> rnn.State:
-    """The decoder's initial :class:`zoo.rnn.State` ``[B, L, K*D]`` from the encoder."""
-    _check_source(src, src_lengths, cfg)
+    """The decoder's initial :class:`zoo.rnn.State` ``[B, L, E·D]`` from the encoder."""
+    _check_source(params, src, src_lengths, cfg)
+    return _init_decoder(params, src, src_lengths, cfg)
+
+
+def _init_decoder(params, src, src_lengths, cfg):
     return _encode(gather_params(params, param_axes(cfg)), src, src_lengths, cfg)
 
 
 @auto_inside
 def decode_step(params: Params, state: rnn.State, token: Int[Array, "B"],
                 cfg: Config) -> tuple[Float[Array, "B V"], rnn.State]:
-    """One decoder step: the previous token in, next-token logits and the new state out."""
-    x = _embed(params["tgt_embed_ve"], token, cfg)
+    """One decoder step: the previous token in, next-token logits and the new state out.
+
+    Raises:
+        ValueError: ``token`` not ``[B]`` for the state's batch, ids outside
+            ``[0, vocab_size)`` (under ``jit``: when the program runs), a state of the wrong
+            shape, params of another config.
+        TypeError: ``state`` not a :class:`zoo.rnn.State`, ``token`` not integers.
+    """
+    _check_state(state, cfg)
+    _checks.check_array(token, "token", shape=(state.h.shape[0],), letters="B", kind="int",
+                        nonempty=True)
+    _checks.in_range(token, "token", 0, cfg.vocab_size - 1, what="token ids",
+                     hint=f"The vocabulary has vocab_size={cfg.vocab_size} ids.")
+    _checks.check_params(params, init, cfg)
+    return _decode_step(params, state, token, cfg)
+
+
+def _decode_step(params, state, token, cfg):
+    x = _embed(params["tgt_embed_vi"], token, cfg)
     dcfg = cfg.decoder
     hs, cs = [], []
     for l in range(cfg.num_layers):
@@ -256,12 +287,13 @@ def greedy_decode(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array
     (2, 4)
     """
     max_len = _max_len(max_len, cfg)
-    state = init_decoder(params, src, src_lengths, cfg)
+    _check_source(params, src, src_lengths, cfg)
+    state = _init_decoder(params, src, src_lengths, cfg)
     b = src.shape[0]
 
     def step(carry, _):
         state, token, done = carry
-        logits, state = decode_step(params, state, token, cfg)
+        logits, state = _decode_step(params, state, token, cfg)
         token = jnp.argmax(_allowed(logits, cfg), -1).astype(jnp.int32)
         token = jnp.where(done, cfg.pad_id, token)
         return (state, token, done | (token == cfg.eos_id)), token
@@ -280,7 +312,15 @@ def beam_search(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, 
     open hypotheses compete on the same score. With ``beam_size = 1`` this is greedy decoding.
 
     Returns:
-        ``(tokens [B, N, max_len], scores [B, N])``, best first; ``pad_id`` after ``EOS``.
+        ``(tokens [B, beam_size, max_len], scores [B, beam_size])``, best first; ``pad_id``
+        after ``EOS``.
+
+    Raises:
+        ValueError: ``beam_size`` not an int >= 1, or more than the distinct hypotheses of
+            ``max_len`` tokens (``w = vocab_size − 2`` tokens may be emitted, ``pad`` and
+            ``bos`` never: ``w`` for one token, ``1 + (w − 1) w`` for two, ...; more beams
+            than that would be impossible ones), ``max_len`` not an int >= 1; bad inputs as
+            in :func:`apply`.
 
     >>> cfg = PRESETS["tiny"]
     >>> (src, n, _), _ = example_batch(jax.random.key(1), cfg, 2)
@@ -290,14 +330,16 @@ def beam_search(params: Params, src: Int[Array, "B S"], src_lengths: Int[Array, 
     """
     _checks.positive_int(beam_size, "beam_size")
     max_len = _max_len(max_len, cfg)
+    _check_beams(beam_size, max_len, cfg)
+    _check_source(params, src, src_lengths, cfg)
     b, n, v = src.shape[0], beam_size, cfg.vocab_size
-    state = jax.tree.map(lambda a: jnp.repeat(a, n, 0), init_decoder(params, src, src_lengths,
-                                                                      cfg))
+    state = jax.tree.map(lambda a: jnp.repeat(a, n, 0),
+                         _init_decoder(params, src, src_lengths, cfg))
     only_pad = jnp.full((v,), _NEG).at[cfg.pad_id].set(0.0)
 
     def step(carry, t):
         state, token, scores, done, tokens = carry
-        logits, state = decode_step(params, state, token.reshape(-1), cfg)
+        logits, state = _decode_step(params, state, token.reshape(-1), cfg)
         logp = jax.nn.log_softmax(_allowed(logits, cfg).astype(jnp.float32)).reshape(b, n, v)
         logp = jnp.where(done[..., None], only_pad, logp)
         scores, idx = jax.lax.top_k((scores[..., None] + logp).reshape(b, n * v), n)
@@ -321,8 +363,9 @@ def sequence_log_prob(params: Params, src, src_lengths, tgt_out: Int[Array, "B T
                       cfg: Config) -> Float[Array, "B"]:
     """``log p(tgt_out | src)`` summed over the non-pad target tokens (teacher forcing), under
     the decoders' distribution (``pad`` and ``bos`` excluded, as in :func:`beam_search`)."""
+    _check_tokens(tgt_out, "tgt_out", cfg)
     tgt_in = shift_right(tgt_out, cfg)
-    logits = _allowed(apply(params, src, src_lengths, tgt_in, cfg), cfg)
+    logits = _allowed(apply(params, src, src_lengths, tgt_in, cfg=cfg), cfg)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32))
     picked = jnp.take_along_axis(logp, tgt_out[..., None], -1)[..., 0]
     return jnp.sum(jnp.where(tgt_out != cfg.pad_id, picked, 0.0), -1)
@@ -338,8 +381,12 @@ def shift_right(tgt_out: Int[Array, "B T"], cfg: Config) -> Int[Array, "B T"]:
 
 def loss(params: Params, inputs, targets: Int[Array, "B T"], cfg: Config, *,
          key=None) -> jax.Array:
-    """Mean cross-entropy over the non-pad target tokens (teacher forcing)."""
-    logits = apply(params, *inputs, cfg, key=key, train=key is not None)
+    """Mean cross-entropy over the non-pad target tokens (teacher forcing).
+
+    ``inputs`` is the tuple :func:`apply` takes, ``(src, src_lengths, tgt_in)``.
+    """
+    inputs = _checks.inputs_tuple(inputs, "inputs", 3, "(src, src_lengths, tgt_in)")
+    logits = apply(params, *inputs, cfg=cfg, key=key, train=key is not None)
     return cross_entropy(logits, targets, targets != cfg.pad_id)
 
 
@@ -395,8 +442,8 @@ def example_batch(key: jax.Array, cfg: Config, batch_size: int):
 
 @jax.jit(static_argnums=3)
 def _encode(params, src, src_lengths, cfg):
-    """Encoder final state, directions of each layer concatenated: ``[B, L, K*D]``."""
-    x = _embed(params["src_embed_ve"], src, cfg)
+    """Encoder final state, directions of each layer concatenated: ``[B, L, E·D]``."""
+    x = _embed(params["src_embed_vi"], src, cfg)
     _, state = rnn.encode(params["encoder"], x, src_lengths, cfg.encoder)
     merge = lambda a: None if a is None else a.reshape(a.shape[0], cfg.num_layers, -1)
     return rnn.State(merge(state.h), merge(state.c))
@@ -416,29 +463,54 @@ def _allowed(logits, cfg):
     return jnp.where(forbid, jnp.asarray(_NEG, logits.dtype), logits)
 
 
+def _check_beams(beam_size, max_len, cfg):
+    """Refuses more beams than distinct hypotheses of ``max_len`` tokens: with ``w`` tokens
+    allowed, ``(w − 1)^(k − 1)`` end with their first ``EOS`` at ``k``, ``(w − 1)^max_len``
+    have none."""
+    open_ = cfg.vocab_size - 3                         # allowed tokens other than EOS
+    count, prefixes = 0, 1
+    for _ in range(max_len):
+        count, prefixes = count + prefixes, prefixes * open_
+        if count + prefixes >= beam_size:
+            return
+    raise ValueError(f"beam_size must be <= {count + prefixes}, the distinct hypotheses of "
+                     f"max_len={max_len} token(s) over the vocab_size - 2 = "
+                     f"{cfg.vocab_size - 2} tokens the decoder may emit (never pad or bos); "
+                     f"got {beam_size}: the extra beams would be impossible ones")
+
+
 def _max_len(max_len, cfg):
     max_len = cfg.max_decode_len if max_len is None else max_len
     _checks.positive_int(max_len, "max_len")
     return max_len
 
 
-def _check_tokens(tokens, name, cfg, batch=None):
-    _checks.check_array(tokens, name, shape=(batch, None), letters="B T", kind="int")
-    if tokens.shape[1] == 0:
-        raise ValueError(f"{name} is an empty sequence: shape {_checks.shape_str(tokens.shape)}")
-    if not isinstance(tokens, jax.core.Tracer):
-        values = np.asarray(tokens)
-        if values.min() < 0 or values.max() >= cfg.vocab_size:
-            raise ValueError(f"{name} must hold ids in [0, vocab_size={cfg.vocab_size}), got "
-                             f"min {values.min()} and max {values.max()}")
+def _check_tokens(tokens, name, cfg):
+    _checks.check_array(tokens, name, rank=2, letters="B T", kind="int", nonempty=True)
+    _checks.in_range(tokens, name, 0, cfg.vocab_size - 1, what="token ids",
+                     hint=f"The vocabulary has vocab_size={cfg.vocab_size} ids.")
 
 
-def _check_source(src, src_lengths, cfg):
+def _check_source(params, src, src_lengths, cfg):
     _check_tokens(src, "src", cfg)
     b, s = src.shape
     _checks.check_array(src_lengths, "src_lengths", shape=(b,), letters="B", kind="int")
-    if not isinstance(src_lengths, jax.core.Tracer):
-        values = np.asarray(src_lengths)
-        if values.min() < 1 or values.max() > s:
-            raise ValueError(f"src_lengths must lie in [1, S={s}], got min {values.min()} "
-                             f"and max {values.max()}")
+    _checks.in_range(src_lengths, "src_lengths", 1, s, what="lengths",
+                     hint=f"Each source has 1 to S={s} tokens (src has shape "
+                          f"{_checks.shape_str(src.shape)}).")
+    _checks.check_params(params, init, cfg)
+
+
+def _check_state(state, cfg):
+    if not isinstance(state, rnn.State):
+        raise TypeError(f"state must be a zoo.rnn.State from init_decoder, got "
+                        f"{type(state).__name__}")
+    width = cfg.decoder.hidden_dim
+    _checks.check_array(state.h, "state.h", shape=(None, cfg.num_layers, width),
+                        letters="B L E*D", kind="float", nonempty=True)
+    if (state.c is None) != (cfg.cell == "gru"):
+        raise ValueError(f"state.c must be {'None' if cfg.cell == 'gru' else 'an array'} for "
+                         f"a {cfg.cell} decoder, got {type(state.c).__name__}")
+    if state.c is not None:
+        _checks.check_array(state.c, "state.c", shape=state.h.shape, letters="B L E*D",
+                            kind="float")

@@ -34,6 +34,7 @@ Example:
     (8, 3)
 """
 
+import difflib
 import functools
 import math
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from zoo._checks import shape_str
+from zoo.types import LOGICAL_AXES
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -108,15 +110,19 @@ def sharding_for(mesh: Mesh, logical, shape: Sequence[int], *, name: str = "arra
     """The ``NamedSharding`` for an array of ``shape`` with logical axes ``logical``.
 
     Raises:
-        ValueError: if the rank differs from ``len(logical)`` or a dimension does not divide
-            the mesh axes it is split over.
+        ValueError: if the rank differs from ``len(logical)``, a name is not a logical axis
+            (:data:`zoo.types.LOGICAL_AXES`, or one ``rules`` names), the mesh lacks a mesh
+            axis the rules map to, or a dimension does not divide the mesh axes it is split
+            over.
     """
     logical = tuple(logical)
     if len(logical) != len(shape):
         raise ValueError(
             f"{name}: logical axes {logical} have rank {len(logical)}, "
             f"but the array has shape {shape_str(shape)}")
+    _check_logical(logical, name, rules)
     spec = logical_to_mesh(logical, rules)
+    _check_mesh_axes(mesh, spec, logical, name)
     for dim, (size, axes) in enumerate(zip(shape, spec)):
         parts = _axis_size(mesh, axes)
         if size % parts:
@@ -298,6 +304,32 @@ def auto_inside(fn):
         return jax.sharding.auto_axes(body, axes=explicit, out_sharding=split)(
             *(leaf for leaf, array in zip(leaves, is_array) if array))
     return wrapped
+
+
+def _check_logical(logical, name, rules):
+    """Refuses a name that is neither a logical axis of the zoo nor one ``rules`` maps (a
+    misspelling would otherwise be replicated silently)."""
+    known = tuple(dict.fromkeys(LOGICAL_AXES + tuple(rule for rule, _ in rules)))
+    for axis in logical:
+        if axis is not None and axis not in known:
+            close = difflib.get_close_matches(str(axis), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{name}: {axis!r} is not a logical axis name: expected None or "
+                             f"one of {known} (zoo.types.LOGICAL_AXES){hint}")
+
+
+def _check_mesh_axes(mesh, spec, logical, name):
+    """Refuses a spec naming mesh axes the mesh lacks (a mesh not built with the zoo's axis
+    names, ``make_mesh``)."""
+    needed = [a for axes in spec if axes is not None
+              for a in ((axes,) if isinstance(axes, str) else axes)]
+    missing = [a for a in needed if a not in mesh.axis_names]
+    if missing:
+        raise ValueError(
+            f"{name}: the sharding rules map logical axes {logical} to mesh axes {spec}, but "
+            f"the mesh has axes {tuple(mesh.axis_names)}, without {tuple(missing)}: the zoo's "
+            f"rules need a mesh with axes {MESH_AXES} (zoo.sharding.make_mesh), or pass "
+            f"rules= mapping the logical axes onto your mesh's axes")
 
 
 def _check_batch_leading(out, batch_size: int, name: str):
