@@ -281,8 +281,8 @@ def plan(layers: Mapping[str, LayerCost], device: Device, *, dtype: str = "float
             break
         sizes[longest] = (dataclasses.replace(s, ns=s.ns[:-1]) if len(s.ns) >= len(s.ds)
                           else dataclasses.replace(s, ds=s.ds[:-1]))
-    cross_d = (64, 128, 256, 512)
-    cross_n = tuple(n for n in N_GRID[2:11] if all(
+    cross_d = (64, 256, 1024)
+    cross_n = tuple(n for n in N_GRID[2:10] if all(
         fits(layers[k], device, 16, n, d, itemsize, False)
         and pass_seconds(layers[k], device, 16, n, d) <= limits.max_case_s
         for k in ("self-attention", "recurrent-elman") if k in layers for d in cross_d))
@@ -332,7 +332,7 @@ def measure_device(dtype: str = "float32") -> Device:
 
     def loop(c):
         return jax.lax.fori_loop(0, steps, lambda i, c: jnp.sin(c) + 1.0, c)
-    (big,) = harness.random_inputs(1, (2 ** 26 if dev.platform == "cpu" else 2 ** 28,))
+    (big,) = harness.random_inputs(1, (2 ** 24 if dev.platform == "cpu" else 2 ** 28,))
     bandwidth = 2 * big.nbytes / harness.time_jax(lambda a: a * 2.0, big, repeats=5)["min_s"]
     x = jnp.ones((8,), jnp.float32)
     step_s = harness.time_jax(loop, x, repeats=5)["min_s"] / steps

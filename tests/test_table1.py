@@ -247,3 +247,11 @@ def test_unknown_layer_is_refused(capsys):
     with pytest.raises(SystemExit):
         table1.main(["--smoke", "--layers", "self-attention,lstm2"])
     assert "unknown layers ['lstm2']" in capsys.readouterr().err
+
+
+def test_full_plan_on_this_device_is_printed_without_running(capsys, tmp_path):
+    assert table1.main(["--full", "--plan", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("plan for ") and "GiB" in err and "TFLOP/s" in err
+    assert all(f"  {name}: n [" in err for name in table1.LAYERS)
+    assert not (tmp_path / "results.jsonl").exists()
