@@ -20,21 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- independent references -------------------------------------------------------------------
 
 def np_conv(x, w, b=None, stride=1, padding="valid", dilation=1):
-    """Cross-correlation by explicit loops over output positions (1D or 2D, channels-last)."""
+    """Cross-correlation by explicit loops over output positions (1D or 2D, channels-last).
+
+    ``same`` padding is XLA's own definition (``jax.lax.padtype_to_pads``, the rule behind
+    ``conv_general_dilated(padding="SAME")``), not the formula of the code under test.
+    """
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     nd = w.ndim - 2
     s = (stride,) * nd if np.isscalar(stride) else tuple(stride)
     d = (dilation,) * nd if np.isscalar(dilation) else tuple(dilation)
-    pads = []
-    for n, k, si, di in zip(x.shape[1:-1], w.shape[:nd], s, d):
-        span = (k - 1) * di + 1
-        if padding == "valid":
-            pads.append((0, 0))
-        elif padding == "causal":
-            pads.append((span - 1, 0))
-        else:
-            total = max((-(-n // si) - 1) * si + span - n, 0)
-            pads.append((total // 2, total - total // 2))
+    spans = [(k - 1) * di + 1 for k, di in zip(w.shape[:nd], d)]
+    if padding == "same":
+        pads = [tuple(p) for p in jax.lax.padtype_to_pads(x.shape[1:-1], spans, s, "SAME")]
+    else:
+        pads = [(span - 1, 0) if padding == "causal" else (0, 0) for span in spans]
     x = np.pad(x, [(0, 0)] + pads + [(0, 0)])
     out_size = [(n - (k - 1) * di - 1) // si + 1
                 for n, k, si, di in zip(x.shape[1:-1], w.shape[:nd], s, d)]
@@ -73,11 +72,11 @@ def test_course_worked_example_exactly():
     np.testing.assert_array_equal(out, [[12, 12, 17], [10, 17, 19], [9, 6, 14]])
 
 
-CASES_1D = [  # (T, K, C_in, C_out, stride, padding, dilation)
+CASES_1D = [  # (S, W, C, O, stride, padding, dilation)
     (13, 3, 2, 5, 1, "valid", 1), (13, 4, 3, 2, 2, "valid", 1), (17, 3, 2, 5, 1, "same", 2),
     (11, 4, 3, 6, 3, "same", 1), (14, 2, 3, 5, 1, "causal", 4), (19, 3, 1, 2, 2, "valid", 3),
 ]
-CASES_2D = [  # ((H, W), (Kh, Kw), C_in, C_out, stride, padding, dilation)
+CASES_2D = [  # ((Y, X), (W_y, W_x), C, O, stride, padding, dilation)
     ((9, 11), (3, 3), 2, 5, 1, "valid", 1), ((10, 7), (3, 2), 3, 4, (2, 1), "same", 1),
     ((13, 12), (3, 3), 2, 3, 1, "same", (2, 3)), ((11, 10), (2, 4), 3, 2, 3, "valid", 2),
 ]
@@ -93,13 +92,30 @@ def test_conv_matches_numpy_loop(case):
     assert_close(y, np_conv(x, w, b, stride, padding, dilation))
 
 
+def test_same_padding_by_hand():
+    # n = 10, taps 3, stride 2: ⌈10/2⌉ = 5 windows starting at 0, 2, 4, 6, 8; the last one
+    # covers positions 8, 9 and one zero past the end (TensorFlow/XLA put the extra on the
+    # right). Summing kernel, x = 1 … 10: 1+2+3, 3+4+5, 5+6+7, 7+8+9, 9+10.
+    x = jnp.arange(1.0, 11.0).reshape(1, 10, 1)
+    y = cnn.conv(x, jnp.ones((3, 1, 1)), stride=2, padding="same")[0, :, 0]
+    np.testing.assert_array_equal(y, [6, 12, 18, 24, 19])
+    # An even kernel (taps 2, stride 1): one zero on the right, y[t] = x[t] + 10 x[t+1].
+    y = cnn.conv(x[:, :5], jnp.array([1.0, 10.0]).reshape(2, 1, 1), padding="same")[0, :, 0]
+    np.testing.assert_array_equal(y, [21, 32, 43, 54, 5])
+    # Stride 3 over 11 with taps 4: ⌈11/3⌉ = 4 windows, 3·3 + 4 − 11 = 2 zeros, one a side:
+    # windows [-1..2], [2..5], [5..8], [8..11] of x = 1 … 11 (zeros at -1 and 11).
+    y = cnn.conv(jnp.arange(1.0, 12.0).reshape(1, 11, 1), jnp.ones((4, 1, 1)), stride=3,
+                 padding="same")[0, :, 0]
+    np.testing.assert_array_equal(y, [1 + 2 + 3, 3 + 4 + 5 + 6, 6 + 7 + 8 + 9, 9 + 10 + 11])
+
+
 def _torch_conv(x, w, b, stride, padding, dilation):
     torch = pytest.importorskip("torch")
     nd = w.ndim - 2
     layer_cls = torch.nn.Conv1d if nd == 1 else torch.nn.Conv2d
     layer = layer_cls(w.shape[-2], w.shape[-1], w.shape[:nd], stride=stride, padding=padding,
                       dilation=dilation).double()
-    with torch.no_grad():   # [*K, C_in, C_out] -> [C_out, C_in, *K]
+    with torch.no_grad():   # [*W, C, O] -> [O, C, *W]
         layer.weight.copy_(torch.from_numpy(np.moveaxis(np.asarray(w, np.float64),
                                                         (-1, -2), (0, 1))))
         layer.bias.copy_(torch.from_numpy(np.asarray(b, np.float64)))
@@ -107,7 +123,7 @@ def _torch_conv(x, w, b, stride, padding, dilation):
     return np.moveaxis(out.numpy(), 1, -1)
 
 
-TORCH_CASES = [  # (spatial, kernel, C_in, C_out, stride, padding, dilation)
+TORCH_CASES = [  # (spatial, kernel, C, O, stride, padding, dilation)
     ((23,), (5,), 3, 7, 1, "valid", 1), ((23,), (3,), 4, 6, 1, "same", 2),
     ((29,), (4,), 2, 5, 3, "valid", 2),
     ((9, 11), (3, 3), 3, 5, 1, "valid", 1), ((12, 10), (3, 5), 2, 6, 1, "same", (2, 1)),
@@ -154,7 +170,7 @@ def test_conv_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="kernel .*dilation 3"):
         cnn.conv(x1, w1, dilation=3)          # spans 7 > 5
     cnn.conv(x1, jnp.ones((7, 3, 4)), padding="same")   # padded: fine
-    with pytest.raises(ValueError, match="channel mismatch.*3 channels.*C_in=2"):
+    with pytest.raises(ValueError, match="channel mismatch.*3 channels.*C=2"):
         cnn.conv(x1, jnp.ones((3, 2, 4)))
     for bad in (0, -1, 1.5, True, (1, 1)):
         with pytest.raises(ValueError, match="stride"):

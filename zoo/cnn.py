@@ -2,15 +2,15 @@
 
 A convolution slides a kernel over the input and reduces each window to one number. Like every
 deep-learning library, zoo computes the cross-correlation (the kernel is not flipped). For a
-channels-last input ``x`` of shape ``[B, *spatial, C_in]`` and a kernel ``w`` of shape
-``[*K, C_in, C_out]``, with stride ``s`` and dilation ``d`` (1D shown; 2D sums over both
-kernel axes)::
+channels-last input ``x`` of shape ``[B, *S, C]`` and a kernel ``w`` of shape ``[*W, C, O]``
+(``W`` taps per spatial axis, ``C`` input and ``O`` output channels), with stride ``s`` and
+dilation ``d`` (1D shown; 2D sums over both kernel axes)::
 
-    y[b, t, o] = bias[o] + Σ_j Σ_c x[b, t·s + j·d, c] · w[j, c, o]        j = 0 … K−1
+    y[b, t, o] = bias[o] + Σ_j Σ_c x[b, t·s + j·d, c] · w[j, c, o]        j = 0 … W−1
 
-after padding ``x``: ``valid`` (none: output length ⌊(n − (K−1)d − 1)/s⌋ + 1), ``same``
+after padding ``x``: ``valid`` (none: output length ⌊(n − (W−1)d − 1)/s⌋ + 1), ``same``
 (output length ⌈n/s⌉, the padding split with the extra element on the right, as in
-``torch`` and XLA) or ``causal`` (1D, all ``(K−1)d`` padding on the left, so ``y[t]`` sees
+``torch`` and XLA) or ``causal`` (1D, all ``(W−1)d`` padding on the left, so ``y[t]`` sees
 only ``x[≤ t]``; WaveNet's convolution).
 
 The models (one :class:`Config`, several presets) run ``conv → σ → pool`` layers, then
@@ -21,17 +21,21 @@ The models (one :class:`Config`, several presets) run ``conv → σ → pool`` l
 
 then a global pooling over positions and a dense classifier head. Plain layer ``l`` uses
 dilation ``dilation_base**l``: with ``dilation_base = 2`` this is the dilated stack whose
-receptive field ``1 + (K−1)(2ᴸ − 1)`` grows exponentially with depth (``K = dilation_base``
-gives exactly ``Kᴸ``), so any two of ``n`` positions are joined by a path of ``O(log_K n)``
-layers, against ``O(n/K)`` for contiguous kernels. :func:`receptive_field` gives it for any
+receptive field ``1 + (W−1)(2ᴸ − 1)`` grows exponentially with depth (``W = dilation_base``
+gives exactly ``Wᴸ``), so any two of ``n`` positions are joined by a path of ``O(log_W n)``
+layers, against ``O(n/W)`` for contiguous kernels. :func:`receptive_field` gives it for any
 config.
 
-Sequence inputs are either one-hot (or any float channels) ``[B, T, C]`` or integer tokens
-``[B, T]`` embedded into ``in_channels`` features (``vocab_size`` set), e.g. DNA or protein.
+Sequence inputs are either one-hot (or any float channels) ``[B, S, C]`` or integer tokens
+``[B, S]`` embedded into ``in_channels`` features (``vocab_size`` set), e.g. DNA or protein.
+Token ids outside ``[0, vocab_size)`` are refused (under ``jit``: when the program runs;
+:func:`zoo._checks.in_range`), as are empty batches or inputs and params of another config.
 
-Shape letters: ``B`` batch, ``T`` positions of a sequence, ``H``/``W`` image height and width
-(for kernels: ``K`` taps per spatial axis), ``C`` channels, ``L`` residual blocks, ``V``
-vocabulary, ``O`` classes.
+Shape letters: ``B`` batch, ``S`` input positions (``*S``: the spatial axes of an input, a
+sequence's ``S`` or an image's ``Y X``), ``T`` output positions (``*T``), ``Y``/``X`` image
+rows and columns, ``W`` kernel taps per spatial axis, ``C`` (input) channels, ``O`` output
+channels of a convolution and the classes of the head, ``L`` residual blocks, ``V``
+vocabulary.
 
 References:
     Y. LeCun, L. Bottou, Y. Bengio, P. Haffner, "Gradient-based learning applied to document
@@ -67,30 +71,30 @@ TASK = "classification"
 PADDINGS = ("valid", "same", "causal")
 POOLS = ("max", "avg", "none")
 
-#: The horizontal Sobel kernel: responds to vertical edges (intensity changing along W).
+#: The horizontal Sobel kernel: responds to vertical edges (intensity changing along X).
 SOBEL_X = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], np.float32)
 
 
 # --- the operation ----------------------------------------------------------------------------
 
-def conv(x: Float[Array, "B *S Ci"], w: Float[Array, "*K Ci Co"], b=None, *,
+def conv(x: Float[Array, "B *S C"], w: Float[Array, "*W C O"], b=None, *,
          stride: int | Sequence[int] = 1, padding: str = "valid",
-         dilation: int | Sequence[int] = 1) -> Float[Array, "B *S2 Co"]:
+         dilation: int | Sequence[int] = 1) -> Float[Array, "B *T O"]:
     """Cross-correlation of a batched, channels-last input with a kernel (1D or 2D).
 
     ``y[b, t, o] = bias[o] + Σ_j Σ_c x[b, t·s + j·d, c] · w[j, c, o]`` (2D: also over the
     second kernel axis), after the padding named by ``padding``.
 
     Args:
-        x: input ``[B, T, C_in]`` (1D) or ``[B, H, W, C_in]`` (2D), a number dtype.
-        w: kernel ``[K, C_in, C_out]`` or ``[K_h, K_w, C_in, C_out]``; its rank picks 1D/2D.
-        b: optional bias ``[C_out]``.
+        x: input ``[B, S, C]`` (1D) or ``[B, Y, X, C]`` (2D), a number dtype.
+        w: kernel ``[W, C, O]`` or ``[W_y, W_x, C, O]``; its rank picks 1D/2D.
+        b: optional bias ``[O]``.
         stride: step between windows, an int or one per spatial axis, each >= 1.
         padding: ``"valid"``, ``"same"`` or ``"causal"`` (1D only).
         dilation: spacing of the kernel taps, an int or one per spatial axis, each >= 1.
 
     Returns:
-        ``[B, *spatial_out, C_out]`` in ``x``'s dtype (``w``'s if ``x`` is an int array).
+        ``[B, *T, O]`` in ``x``'s dtype (``w``'s if ``x`` is an int array).
 
     Raises:
         ValueError: if ranks disagree, the channels of ``x`` and ``w`` differ, ``stride`` or
@@ -110,17 +114,17 @@ def conv(x: Float[Array, "B *S Ci"], w: Float[Array, "*K Ci Co"], b=None, *,
     """
     _checks.check_array(w, "w", kind="number")
     if w.ndim not in (3, 4):
-        raise ValueError(f"w must have rank 3 [K C_in C_out] or 4 [K_h K_w C_in C_out], "
+        raise ValueError(f"w must have rank 3 [W C O] or 4 [W_y W_x C O], "
                          f"got shape {_checks.shape_str(w.shape)}")
     nd = w.ndim - 2
-    _checks.check_array(x, "x", rank=nd + 2, letters="B T C" if nd == 1 else "B H W C",
-                        kind="number")
+    _checks.check_array(x, "x", rank=nd + 2, letters="B S C" if nd == 1 else "B Y X C",
+                        kind="number", nonempty=True)
     if x.shape[-1] != w.shape[-2]:
         raise ValueError(f"channel mismatch: x has {x.shape[-1]} channels (last axis) but w "
-                         f"expects C_in={w.shape[-2]} (axis -2 of w, shape "
+                         f"expects C={w.shape[-2]} (axis -2 of w, shape "
                          f"{_checks.shape_str(w.shape)})")
     if b is not None:
-        _checks.check_array(b, "b", shape=(w.shape[-1],), letters="C_out", kind="number")
+        _checks.check_array(b, "b", shape=(w.shape[-1],), letters="O", kind="number")
     strides = _per_axis(stride, nd, "stride")
     dilations = _per_axis(dilation, nd, "dilation")
     pads = _padding(x.shape[1:-1], w.shape[:-2], strides, dilations, padding)
@@ -134,13 +138,13 @@ def conv(x: Float[Array, "B *S Ci"], w: Float[Array, "*K Ci Co"], b=None, *,
 
 def max_pool(x: Float[Array, "B *S C"], window: int | Sequence[int], *,
              stride: int | Sequence[int] | None = None,
-             padding: str = "valid") -> Float[Array, "B *S2 C"]:
+             padding: str = "valid") -> Float[Array, "B *T C"]:
     """Max pooling over the spatial axes of a channels-last ``[B, *spatial, C]`` input.
 
     ``y[b, t, c] = max_j x[b, t·s + j, c]`` for ``j < window`` (``same`` pads with −∞).
 
     Args:
-        x: input ``[B, T, C]`` or ``[B, H, W, C]``.
+        x: input ``[B, S, C]`` or ``[B, Y, X, C]``.
         window: window size, an int or one per spatial axis.
         stride: step between windows (default: ``window``, non-overlapping).
         padding: ``"valid"`` or ``"same"``.
@@ -157,7 +161,7 @@ def max_pool(x: Float[Array, "B *S C"], window: int | Sequence[int], *,
 
 def avg_pool(x: Float[Array, "B *S C"], window: int | Sequence[int], *,
              stride: int | Sequence[int] | None = None,
-             padding: str = "valid") -> Float[Array, "B *S2 C"]:
+             padding: str = "valid") -> Float[Array, "B *T C"]:
     """Average pooling; with ``same`` padding each window averages its real elements only.
 
     ``y[b, t, c] = mean_j x[b, t·s + j, c]`` for ``j < window``. Arguments and errors as in
@@ -169,7 +173,7 @@ def avg_pool(x: Float[Array, "B *S C"], window: int | Sequence[int], *,
     return _pool(x, window, stride, padding, "avg")
 
 
-def sobel(image: Float[Array, "*B H W"], *, padding: str = "valid") -> Float[Array, "*B H2 W2"]:
+def sobel(image: Float[Array, "*B Y X"], *, padding: str = "valid") -> Float[Array, "*B _ _"]:
     """Vertical-edge detection: cross-correlation with the horizontal Sobel kernel.
 
     ``G_x = image ⋆ [[+1, 0, −1], [+2, 0, −2], [+1, 0, −1]]``: large where intensity changes
@@ -177,8 +181,8 @@ def sobel(image: Float[Array, "*B H W"], *, padding: str = "valid") -> Float[Arr
     the right, negative where it gets brighter.
 
     Args:
-        image: one grey-scale image ``[H, W]`` or a batch ``[B, H, W]``.
-        padding: ``"valid"`` (output ``[H−2, W−2]``) or ``"same"`` (zero padding).
+        image: one grey-scale image ``[Y, X]`` or a batch ``[B, Y, X]``.
+        padding: ``"valid"`` (output ``[Y−2, X−2]``) or ``"same"`` (zero padding, ``[Y, X]``).
 
     Returns:
         The response, with ``image``'s leading axes.
@@ -192,7 +196,7 @@ def sobel(image: Float[Array, "*B H W"], *, padding: str = "valid") -> Float[Arr
     """
     _checks.check_array(image, "image", kind="number")
     if image.ndim not in (2, 3):
-        raise ValueError(f"image must have rank 2 [H W] or rank 3 [B H W], got shape "
+        raise ValueError(f"image must have rank 2 [Y X] or rank 3 [B Y X], got shape "
                          f"{_checks.shape_str(image.shape)}")
     batched = image if image.ndim == 3 else image[None]
     y = conv(batched[..., None], jnp.asarray(SOBEL_X)[:, :, None, None], padding=padding)
@@ -206,14 +210,14 @@ class Config:
     """CNN hyper-parameters (1D or 2D, picked by the length of ``input_size``).
 
     Attributes:
-        input_size: spatial size of the inputs, ``(T,)`` or ``(H, W)``; used by
+        input_size: spatial size of the inputs, ``(S,)`` or ``(Y, X)``; used by
             :func:`example_batch` and to check that the feature map never vanishes (any size
             that keeps it non-empty is accepted by :func:`apply`).
         in_channels: input channels ``C`` (float inputs), or the embedding width when
             ``vocab_size`` is set.
-        num_classes: classes ``O``.
+        num_classes: classes of the head.
         channels: output channels of the plain conv layers, in order (at least one).
-        kernel_size: taps ``K`` per spatial axis of every kernel.
+        kernel_size: taps ``W`` per spatial axis of every kernel.
         dilation_base: plain layer ``l`` uses dilation ``dilation_base**l`` (1: contiguous).
         padding: ``"same"``, ``"valid"`` or ``"causal"`` (1D) for the plain layers; the
             residual blocks use ``"causal"`` if so, else ``"same"``.
@@ -223,7 +227,7 @@ class Config:
         global_pool: ``"max"`` or ``"avg"`` over all positions before the head, or
             ``"flatten"`` (keeps where a motif is; inputs must then have ``input_size``).
         head_dim: width of a hidden dense layer in the head (0: none).
-        vocab_size: if set, inputs are integer tokens ``[B, T]`` in ``[0, V)``.
+        vocab_size: if set, inputs are integer tokens ``[B, S]`` in ``[0, V)``.
         activation: a name in :data:`zoo.layers.ACTIVATIONS`.
         dtype: computation dtype (params stay float32).
     """
@@ -245,7 +249,7 @@ class Config:
 
     def __post_init__(self):
         if not isinstance(self.input_size, tuple) or len(self.input_size) not in (1, 2):
-            raise ValueError(f"input_size must be a tuple (T,) or (H, W), got {self.input_size!r}")
+            raise ValueError(f"input_size must be a tuple (S,) or (Y, X), got {self.input_size!r}")
         for i, n in enumerate(self.input_size):
             _checks.positive_int(n, f"input_size[{i}]")
         _checks.positive_int(self.in_channels, "in_channels")
@@ -324,7 +328,7 @@ PRESETS: dict[str, Config] = {
     # 1D sequence CNN on protein tokens (25 symbols) embedded into 6 features.
     "protein_tiny": Config(input_size=(19,), in_channels=6, vocab_size=25, num_classes=2,
                            channels=(12,), kernel_size=5),
-    # Dilated causal stack: dilations 1, 2, 4, 8 with K = 2, receptive field 2⁴ = 16.
+    # Dilated causal stack: dilations 1, 2, 4, 8 with W = 2, receptive field 2⁴ = 16.
     "dilated_tiny": Config(input_size=(29,), in_channels=4, num_classes=3,
                            channels=(8, 8, 8, 8), kernel_size=2, dilation_base=2,
                            padding="causal", global_pool="avg", activation="tanh"),
@@ -340,9 +344,9 @@ PRESETS: dict[str, Config] = {
 def init(key: jax.Array, cfg: Config) -> Params:
     """He-normal kernels (``N(0, 2/fan_in)``), LeCun-normal logits layer, zero biases, float32.
 
-    Tree: ``embed/table [V, C]`` (token inputs), ``conv_l/{w [*K, C_in, C_out], b [C_out]}``,
-    ``blocks/{norm_scale, norm_bias [L, C], w1, w2 [L, *K, C, C], b1, b2 [L, C]}``,
-    ``head/{w, b}`` (hidden layer, if any) and ``out/{w [C, O], b [O]}``.
+    Tree: ``embed/table [V, C]`` (token inputs), ``conv_l/{w [*W, C, O], b [O]}``,
+    ``blocks/{norm_scale, norm_bias [L, C], w1, w2 [L, *W, C, C], b1, b2 [L, C]}``,
+    ``head/{w, b}`` (hidden layer, if any) and ``out/{w [C, classes], b [classes]}``.
 
     >>> p = init(jax.random.key(0), PRESETS["resnet_tiny"])
     >>> p["conv_0"]["w"].shape, p["blocks"]["w1"].shape, p["out"]["w"].shape
@@ -374,19 +378,19 @@ def param_axes(cfg: Config) -> ParamAxes:
     """Channel (tensor) parallelism, Megatron style: conv layers alternate splitting their
     output and their input channels over ``channels``; the other channel axis is ``embed``
     (FSDP). The first layer's input channels (often 1, 3 or 4) are not split."""
-    k = (None,) * cfg.ndim
+    w = (None,) * cfg.ndim
     axes = {}
     if cfg.vocab_size is not None:
         axes["embed"] = {"table": P(None, None)}
     for l in range(len(cfg.channels)):
         a_in, a_out = ("embed", "channels") if l % 2 == 0 else ("channels", "embed")
-        axes[f"conv_{l}"] = {"w": P(*k, None if l == 0 else a_in, a_out), "b": P(a_out)}
+        axes[f"conv_{l}"] = {"w": P(*w, None if l == 0 else a_in, a_out), "b": P(a_out)}
     last = "channels" if len(cfg.channels) % 2 else "embed"
     if cfg.num_blocks:
         axes["blocks"] = {
             "norm_scale": P("layers", None), "norm_bias": P("layers", None),
-            "w1": P("layers", *k, "embed", "channels"), "b1": P("layers", "channels"),
-            "w2": P("layers", *k, "channels", "embed"), "b2": P("layers", None),
+            "w1": P("layers", *w, "embed", "channels"), "b1": P("layers", "channels"),
+            "w2": P("layers", *w, "channels", "embed"), "b2": P("layers", None),
         }
         last = "embed"
     if cfg.global_pool == "flatten":
@@ -405,23 +409,27 @@ def apply(params: Params, x: Array, cfg: Config, *, key=None,
 
     Args:
         params: from :func:`init`.
-        x: ``[B, T, C]`` or ``[B, H, W, C]`` numbers, or ``[B, T]`` int tokens when
-            ``cfg.vocab_size`` is set.
+        x: ``[B, S, C]`` or ``[B, Y, X, C]`` numbers, or ``[B, S]`` int tokens in
+            ``[0, vocab_size)`` when ``cfg.vocab_size`` is set.
         cfg: the model's config.
         key, train: unused (no dropout); accepted for the contract.
 
     Returns:
-        Logits ``[B, O]`` in ``cfg.dtype``.
+        Logits ``[B, O]`` (``O = num_classes``) in ``cfg.dtype``.
 
     Raises:
-        ValueError, TypeError: if ``x`` has the wrong rank, channels or dtype, or is too
-            small for the layers (valid padding and pooling shrink it).
+        ValueError: if ``x`` has the wrong rank or channels, is empty, is too small for the
+            layers (valid padding and pooling shrink it), holds token ids outside
+            ``[0, vocab_size)`` (under ``jit``: when the program runs), or ``params`` were
+            made for another config.
+        TypeError: if ``x`` has the wrong dtype.
 
     >>> cfg = PRESETS["dna_tiny"]
     >>> apply(init(jax.random.key(0), cfg), jnp.ones((2, 23, 4)), cfg).shape
     (2, 3)
     """
     _check_x(x, cfg)
+    _checks.check_params(params, init, cfg)
     params = gather_params(params, param_axes(cfg))
     h = _features(params, x, cfg)
     h = _global_pool(h, cfg)
@@ -432,8 +440,8 @@ def apply(params: Params, x: Array, cfg: Config, *, key=None,
 
 
 @auto_inside
-def features(params: Params, x: Array, cfg: Config) -> Float[Array, "B *S C"]:
-    """The feature map before global pooling: ``[B, *spatial', C]`` (``C = channels[-1]``).
+def features(params: Params, x: Array, cfg: Config) -> Float[Array, "B *T C"]:
+    """The feature map before global pooling: ``[B, *T, C]`` (``C = channels[-1]``).
 
     Position ``t`` of the output depends on the inputs in a window of
     :func:`receptive_field` positions (ending at ``t`` for causal padding). Arguments and
@@ -444,6 +452,7 @@ def features(params: Params, x: Array, cfg: Config) -> Float[Array, "B *S C"]:
     (2, 29, 8)
     """
     _check_x(x, cfg)
+    _checks.check_params(params, init, cfg)
     return _features(gather_params(params, param_axes(cfg)), x, cfg)
 
 
@@ -451,11 +460,11 @@ def receptive_field(cfg: Config) -> int:
     """Input positions (per spatial axis) that one position of :func:`features` sees.
 
     With ``j`` the product of the strides so far (the pooling), each kernel adds
-    ``(K − 1)·d·j`` positions and each pooling ``(P − 1)·j``. For the dilated stack (no
-    pooling, ``d_l = bˡ``) this is ``1 + (K − 1)(bᴸ − 1)/(b − 1)``, which is ``Kᴸ`` when
-    ``b = K``.
+    ``(W − 1)·d·j`` positions and each pooling ``(pool_size − 1)·j``. For the dilated stack
+    (no pooling, ``d_l = bˡ``) this is ``1 + (W − 1)(bᴸ − 1)/(b − 1)``, which is ``Wᴸ`` when
+    ``b = W``.
 
-    >>> receptive_field(PRESETS["dilated_tiny"])   # K = 2, dilations 1, 2, 4, 8
+    >>> receptive_field(PRESETS["dilated_tiny"])   # W = 2, dilations 1, 2, 4, 8
     16
     """
     field, jump = 1, 1
@@ -521,19 +530,19 @@ def _blocks_apply(blocks, h, cfg, boundary):
 def _weight_shapes(cfg):
     """``(group, name, shape, std)`` of every random weight: He-normal ``√(2/fan_in)`` before
     ReLU-like activations, LeCun ``√(1/fan_in)`` for the logits."""
-    k = (cfg.kernel_size,) * cfg.ndim
+    w = (cfg.kernel_size,) * cfg.ndim
     taps = cfg.kernel_size ** cfg.ndim
     dims = (cfg.in_channels,) + cfg.channels
     out = []
     if cfg.vocab_size is not None:
         out.append(("embed", "table", (cfg.vocab_size, cfg.in_channels), 1.0))
     for l in range(len(cfg.channels)):
-        out.append((f"conv_{l}", "w", k + dims[l:l + 2], math.sqrt(2 / (taps * dims[l]))))
+        out.append((f"conv_{l}", "w", w + dims[l:l + 2], math.sqrt(2 / (taps * dims[l]))))
     if cfg.num_blocks:
         n, c = cfg.num_blocks, cfg.width
-        out.append(("blocks", "w1", (n,) + k + (c, c), math.sqrt(2 / (taps * c))))
+        out.append(("blocks", "w1", (n,) + w + (c, c), math.sqrt(2 / (taps * c))))
         # A small last kernel keeps each block near the identity at init.
-        out.append(("blocks", "w2", (n,) + k + (c, c), math.sqrt(1 / (2 * n * taps * c))))
+        out.append(("blocks", "w2", (n,) + w + (c, c), math.sqrt(1 / (2 * n * taps * c))))
     last = cfg.head_in
     if cfg.head_dim:
         out.append(("head", "w", (last, cfg.head_dim), math.sqrt(2 / last)))
@@ -544,11 +553,13 @@ def _weight_shapes(cfg):
 
 def _check_x(x, cfg):
     if cfg.vocab_size is not None:
-        _checks.check_array(x, "x", rank=2, letters="B T", kind="int")
+        _checks.check_array(x, "x", rank=2, letters="B S", kind="int", nonempty=True)
+        _checks.in_range(x, "x", 0, cfg.vocab_size - 1, what="token ids",
+                         hint=f"The vocabulary has vocab_size={cfg.vocab_size} ids.")
     else:
-        letters = "B T C" if cfg.ndim == 1 else "B H W C"
+        letters = "B S C" if cfg.ndim == 1 else "B Y X C"
         _checks.check_array(x, "x", shape=(None,) * (cfg.ndim + 1) + (cfg.in_channels,),
-                            letters=letters, kind="number")
+                            letters=letters, kind="number", nonempty=True)
     size = tuple(x.shape[1:1 + cfg.ndim])
     if cfg.global_pool == "flatten" and size != cfg.input_size:
         raise ValueError(f"x must have spatial size {cfg.input_size} (cfg.input_size; the "
@@ -569,17 +580,17 @@ def _per_axis(value, nd, name):
 
 
 def _padding(size, kernel, strides, dilations, padding, what="kernel"):
-    """``(low, high)`` padding per spatial axis."""
+    """``(low, high)`` padding per spatial axis (``same``: TensorFlow's and XLA's rule)."""
     _checks.one_of(padding, "padding", PADDINGS)
     if padding == "causal" and len(size) != 1:
         raise ValueError(f"padding='causal' is for 1D inputs, got {len(size)} spatial axes")
     pads = []
-    for n, k, s, d in zip(size, kernel, strides, dilations):
-        span = (k - 1) * d + 1
+    for n, taps, s, d in zip(size, kernel, strides, dilations):
+        span = (taps - 1) * d + 1
         if padding == "valid":
             if span > n:
                 raise ValueError(
-                    f"{what} (size {k}, dilation {d}: spans {span}) is larger than the "
+                    f"{what} (size {taps}, dilation {d}: spans {span}) is larger than the "
                     f"unpadded input (size {n}); use padding='same' or a smaller {what}")
             pads.append((0, 0))
         elif padding == "causal":
@@ -591,9 +602,9 @@ def _padding(size, kernel, strides, dilations, padding, what="kernel"):
 
 
 def _pool(x, window, stride, padding, kind):
-    _checks.check_array(x, "x", kind="number")
+    _checks.check_array(x, "x", kind="number", nonempty=True)
     if x.ndim not in (3, 4):
-        raise ValueError(f"x must have rank 3 [B T C] or 4 [B H W C], got shape "
+        raise ValueError(f"x must have rank 3 [B S C] or 4 [B Y X C], got shape "
                          f"{_checks.shape_str(x.shape)}")
     nd = x.ndim - 2
     windows = _per_axis(window, nd, "window")

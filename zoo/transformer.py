@@ -114,7 +114,8 @@ class Config:
         _checks.positive_int(self.max_len, "max_len")
         _checks.one_of(self.positions, "positions", ("sinusoidal", "learned"))
         _checks.one_of(self.norm, "norm", ("post", "pre"))
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         _checks.positive_float(self.norm_eps, "norm_eps")
         self.attention  # validates d_model, heads, window, implementation, dtype
