@@ -277,7 +277,8 @@ def table(window: int = WINDOW) -> dict[str, Layer]:
         return Layer(
             name, "Recurrent", "O(n·d²)", "O(n)", "O(n)", 1, 2, _recurrent(cell),
             _recurrent(cell, unroll=1), lambda b, n, d: 2.0 * b * n * 2 * gates * d * d,
-            _recurrent_traffic(gates), _recurrent_bytes(gates), lambda n: n, lambda n: n - 1, lambda n: n,
+            _recurrent_traffic(gates), _recurrent_bytes(gates), lambda n: n, lambda n: n - 1,
+            lambda n: n,
             _recurrent_path(cell))
 
     def conv(name, dilation, path_text, path_theory, probe):
@@ -290,7 +291,8 @@ def table(window: int = WINDOW) -> dict[str, Layer]:
     rows = [
         Layer("self-attention", "Self-Attention", "O(n²·d)", "O(1)", "O(1)", 2, 1,
               _attention(), _attention(implementation="xla"), _attention_flops(None),
-              _attention_traffic(None), _attention_bytes(None), lambda n: 1, lambda n: 1, lambda n: 1,
+              _attention_traffic(None), _attention_bytes(None), lambda n: 1, lambda n: 1,
+              lambda n: 1,
               _attention_path(None), min_n=32 * D_IN),
         recurrent("recurrent-elman", "rnn", 1),
         recurrent("recurrent-gru", "gru", 3),

@@ -93,7 +93,7 @@ def crossing(ns, ratio) -> float | None:
     linearly in log n against log ratio; None if it never does.
 
     >>> round(crossing([64, 128, 256], [0.5, 0.8, 1.6]))
-    173
+    160
     """
     for (n0, r0), (n1, r1) in zip(zip(ns, ratio), zip(ns[1:], ratio[1:])):
         if (r0 - 1) * (r1 - 1) <= 0 and r0 != r1:
@@ -112,27 +112,7 @@ def markdown(summary: dict, records: list[dict], sweep) -> str:
         f"{next((r['dtype'] for r in records if 'dtype' in r), 'float32')}, matmul precision "
         f"{env.get('matmul_precision')}; sweep `{sweep.name}`; host memory allocator: "
         f"{env.get('malloc', 'system default')}.", "",
-        "Exponents are least-squares slopes of log cost against log size ± their standard "
-        "error, with the theory's exponent and the number of sizes fitted in brackets. Time "
-        "fits use the minimum over all samples, taken in rounds that revisit every size in "
-        "turn (on a shared machine other work only adds time, and a burst of it lands on "
-        "some samples of each size rather than on all samples of a few) "
-        f"at the saturated sizes: those whose pass takes at least the sweep's minimum time "
-        f"and, among them, runs at least {SATURATION:.0%} of their best FLOP rate (marked † "
-        "where fewer than three sizes qualified). The d sweep times the forward pass at the "
-        "batch and n listed under Measurements (recurrence at a larger batch: its step's "
-        "product has only the batch as rows). "
-        "Sequential operations are the loop trip counts of the compiled forward program (for "
-        "attention, the minimum over the zoo's paths: XLA's fused path has no loop, the timed "
-        "CPU paths map over query blocks or tiles); path lengths are measured from gradients "
-        "through stacks of the layer. Unless run with `--system-malloc`, the process keeps "
-        "freed memory for reuse (`harness.keep_freed_memory`): by default glibc maps blocks "
-        "over 32 MiB afresh on every call, and faulting their pages in again slowed only the "
-        "largest sizes. The self-attention rows have width d = heads × 64 and project "
-        "from and to a model width of 8, so their projections add a small term linear in n "
-        "to the n²·d the paper's row counts (the analytic FLOPs include it: their fitted "
-        f"exponents are not the theory's by construction). Restricted attention's window r = "
-        f"{sweep.window}; its analytic FLOPs count the 2r + 1 keys each query sees.", "",
+        _method(sweep), "",
         "| layer | complexity per layer | FLOPs ∝ n^ | FLOPs ∝ d^ | time ∝ n^ (fwd) | "
         "time ∝ n^ (fwd+bwd) | time ∝ d^ | sequential ops (theory → measured) | "
         "max path length (theory → measured) |",
@@ -177,6 +157,33 @@ def markdown(summary: dict, records: list[dict], sweep) -> str:
               "call (cuDNN, Pallas), for which it returns 0 or -0 (`xla_flops_note` in "
               "results.jsonl says which)."]
     return "\n".join(lines) + "\n"
+
+
+def _method(sweep) -> str:
+    """How the table was measured, for the report."""
+    return (
+        "Exponents are least-squares slopes of log cost against log size ± their standard "
+        "error, with the theory's exponent and the number of sizes fitted in brackets. Time "
+        "fits use the minimum over all samples, taken in rounds that revisit every size in "
+        "turn (on a shared machine other work only adds time, and a burst of it lands on "
+        "some samples of each size rather than on all samples of a few) "
+        f"at the saturated sizes: those whose pass takes at least the sweep's minimum time "
+        f"and, among them, runs at least {SATURATION:.0%} of their best FLOP rate (marked † "
+        "where fewer than three sizes qualified). The d sweep times the forward pass at the "
+        "batch and n listed under Measurements (recurrence at a larger batch: its step's "
+        "product has only the batch as rows). "
+        "Sequential operations are the loop trip counts of the compiled forward program (for "
+        "attention, the minimum over the zoo's paths: XLA's fused path has no loop, the timed "
+        "CPU paths map over query blocks or tiles). Path lengths are counted by pulling a "
+        "cotangent back from output n−1 one layer (a recurrence: one step) at a time, "
+        "rescaled after each hop so that nothing underflows, until input 0 is reached. Unless run with `--system-malloc`, the process keeps "
+        "freed memory for reuse (`harness.keep_freed_memory`): by default glibc maps blocks "
+        "over 32 MiB afresh on every call, and faulting their pages in again slowed only the "
+        "largest sizes. The self-attention rows have width d = heads × 64 and project "
+        "from and to a model width of 8, so their projections add a small term linear in n "
+        "to the n²·d the paper's row counts (the analytic FLOPs include it: their fitted "
+        f"exponents are not the theory's by construction). Restricted attention's window r = "
+        f"{sweep.window}; its analytic FLOPs count the 2r + 1 keys each query sees.")
 
 
 def _ms(seconds):

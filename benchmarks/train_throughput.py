@@ -31,7 +31,6 @@ References:
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 from pathlib import Path
@@ -76,7 +75,7 @@ def flops_per_step(params: int, layers: int, length: int, width: int, tokens: in
     """``6·P·tokens + 12·L·n·d·tokens``: training FLOPs of a decoder step (module doc).
 
     >>> flops_per_step(params=10, layers=2, length=4, width=3, tokens=8)
-    1632.0
+    2784.0
     """
     return float(6 * params * tokens + 12 * layers * length * width * tokens)
 

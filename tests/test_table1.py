@@ -3,7 +3,6 @@ count, the planner on stated devices, the crossover and fits on synthetic timing
 smoke run end to end."""
 
 import json
-import math
 
 import jax
 import numpy as np
