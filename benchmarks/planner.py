@@ -170,7 +170,8 @@ def saturated(layer: LayerCost, device: Device, b: int, n: int, d: int, axis: st
     ``axis`` (``"n"`` or ``"d"``), in a roofline model: time ``max(compute, traffic)`` plus
     the loop's steps plus the call. The costs that grow with the swept size as the paper's
     row says (FLOPs; traffic where the row is linear in that size; steps in n for a
-    recurrence) take at least ``min_time``; those that do not (the call; the steps in d)
+    recurrence) take at least ``min_time`` even if they overlapped; those that do not (the
+    call; the steps in d)
     are at most :data:`FIXED_SHARE` of them; and where traffic does not grow as the row
     says, the FLOPs take at least twice as long as it (compute-bound, with a margin)."""
     if axis not in ("n", "d"):
@@ -183,7 +184,8 @@ def saturated(layer: LayerCost, device: Device, b: int, n: int, d: int, axis: st
         return False
     growing = max(c["compute"], c["traffic"]) + c["loop"] * loop_agrees
     fixed = c["call"] + c["loop"] * (not loop_agrees)
-    return growing >= min_time and fixed <= FIXED_SHARE * growing
+    least = max(c["compute"], c["traffic"], c["loop"])        # what no overlap can hide
+    return least >= min_time and fixed <= FIXED_SHARE * growing
 
 
 def fits(layer: LayerCost, device: Device, b: int, n: int, d: int, itemsize: int,
