@@ -569,10 +569,15 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     records = run(layers, sweep, out, progress=not args.no_progress, dtype=args.dtype)
     summary = table1_report.summarize(records, sweep, table(sweep.window))
+    summary["sweep"] = dataclasses.asdict(sweep)
     if device is not None:
         summary["device"] = dataclasses.asdict(device)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     report = table1_report.markdown(summary, records, sweep)
+    if device is not None:
+        report += ("\n## Planned sizes\n\n`benchmarks.planner` chose them from the device's "
+                   "memory and measured speed:\n\n```\n" + planner.describe(sweep, device)
+                   + "\n```\n")
     if not args.no_peers:
         peer_records = peers.run(sweep.peers, repeats=sweep.peer_repeats)
         (out / "peers.jsonl").unlink(missing_ok=True)
