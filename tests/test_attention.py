@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.harness import memory_analysis, xla_flops
 from zoo import attention as A
+from zoo.kernels import attention_chunked
 from tests.tolerances import assert_close
 
 B, T, S, D, N, K = 2, 7, 11, 12, 4, 2
@@ -47,6 +48,12 @@ def numpy_attention(q, k, v, mask=None):
 
 def _random_mask(key, shape, p=0.7):
     return jax.random.bernoulli(jax.random.key(key), p, shape)
+
+
+def numpy_band(t, window, causal=False):
+    """``[T, T]``: query ``i`` may see key ``j`` when ``|i − j| <= window`` (and ``j <= i``)."""
+    i, j = np.arange(t)[:, None], np.arange(t)[None, :]
+    return (np.abs(i - j) <= window) & ((j <= i) | (not causal))
 
 
 # --- the course's walk-through ----------------------------------------------------------------
@@ -96,55 +103,24 @@ def test_self_attention_walkthrough_by_hand():
 def test_all_paths_equal_numpy_loop(causal):
     q, k, v = _qkv()
     mask = _random_mask(1, (B, 1, T, S))
-    ref_mask = np.asarray(A._valid(mask, causal, T, S))
+    ref_mask = np.asarray(mask) & (np.tril(np.ones((T, S), bool)) if causal else True)
     ref = numpy_attention(q, k, v, ref_mask)
     explicit, w = A.dot_product_attention(q, k, v, mask=mask, causal=causal)
     assert_close(explicit, ref)
     assert_close(w.sum(-1), np.broadcast_to(ref_mask.any(-1), (B, N, T)).astype(float))
     assert_close(A.fused_attention(q, k, v, mask=mask, causal=causal), ref)
-    assert_close(A.chunked_attention(q, k, v, mask=mask, causal=causal, block=3), ref)
-
-
-@pytest.mark.parametrize("shape", [(1, 1, 1, S), (B, 1, 1, S), (1, N, T, S), (B, N, 1, S),
-                                   (B, N, T, 1)])
-@pytest.mark.parametrize("block", [None, 2, 5])
-def test_chunked_slices_every_mask_layout_per_head_and_block(shape, block):
-    # Grouped heads (N/K = 2), a query block that does not divide T, and masks broadcast along
-    # any axis: each (batch, key/value head, query block) must read its own part of the mask.
-    q, k, v = _qkv()
-    mask = _random_mask(3, shape)
-    ref = numpy_attention(q, k, v, np.asarray(jnp.broadcast_to(mask, (B, N, T, S))))
-    assert_close(A.chunked_attention(q, k, v, mask=mask, block=block), ref)
-    with pytest.raises(ValueError, match="block"):
-        A.chunked_attention(q, k, v, block=0)
-
-
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("block", [None, 3])
-def test_chunked_backward_equals_autodiff_of_explicit_path(causal, block):
-    # The chunked kernel's hand-written (flash-style) backward against jax.grad through the
-    # explicit softmax, in float64: grouped heads, a padded last block, a fully masked row.
-    with jax.enable_x64(True):
-        q, k, v = (x.astype(jnp.float64) for x in _qkv(t=S))
-        mask = _random_mask(4, (B, 1, S, S)).at[:, :, 3].set(False)
-        cot = jax.random.normal(jax.random.key(5), q.shape, jnp.float64)
-
-        def grads(f):
-            return jax.grad(lambda *a: jnp.vdot(f(*a), cot), argnums=(0, 1, 2))(q, k, v)
-        got = grads(lambda *a: A.chunked_attention(*a, mask=mask, causal=causal, block=block))
-        want = grads(lambda *a: A.dot_product_attention(*a, mask=mask, causal=causal)[0])
-        for g, w in zip(got, want):
-            assert_close(g, w, rtol=1e-10, atol=1e-12)
-        jax.test_util.check_grads(
-            lambda *a: A.chunked_attention(*a, mask=mask, causal=causal, block=block),
-            (q, k, v), order=1, modes=("rev",), atol=1e-7, rtol=1e-7)
+    assert_close(attention_chunked.chunked_attention(q, k, v, mask=mask, causal=causal, block=3),
+                 ref)
+    for impl in A.IMPLEMENTATIONS[:2] + A.IMPLEMENTATIONS[3:]:       # cuDNN: GPU tests
+        out, _ = A.attend(q, k, v, mask=mask, causal=causal, implementation=impl)
+        assert_close(out, ref)
 
 
 def test_fused_equals_jax_nn_and_grouped_heads_equal_repeated():
     q, k, v = _qkv()
     expected = jax.nn.dot_product_attention(q, k, v)
     assert_close(A.dot_product_attention(q, k, v)[0], expected)
-    assert_close(A.chunked_attention(q, k, v, block=4), expected)
+    assert_close(attention_chunked.chunked_attention(q, k, v, block=4), expected)
     rep = lambda a: jnp.repeat(a, N // K, axis=2)
     assert_close(A.dot_product_attention(q, rep(k), rep(v))[0], expected)
 
@@ -155,7 +131,8 @@ def test_fully_masked_row_is_zero_with_finite_gradients():
     paths = {
         "explicit": lambda q, k, v: A.dot_product_attention(q, k, v, mask=mask)[0],
         "fused": lambda q, k, v: A.fused_attention(q, k, v, mask=mask),
-        "chunked": lambda q, k, v: A.chunked_attention(q, k, v, mask=mask, block=2),
+        "chunked": lambda q, k, v: attention_chunked.chunked_attention(q, k, v, mask=mask,
+                                                                       block=2),
     }
     for name, f in paths.items():
         out = f(q, k, v)
@@ -231,33 +208,15 @@ def test_causal_receptive_field_from_gradients():
 def test_local_equals_full_under_band_mask(window, causal):
     q, k, v = _qkv(t=37, s=37)
     key_mask = jnp.ones((B, 37), bool).at[1, 30:].set(False)
-    band = A.band_mask(37, window, causal) & key_mask[:, None, None, :]
-    ref = A.dot_product_attention(q, k, v, mask=band)[0]
-    got = A.local_attention(q, k, v, window=window, causal=causal, key_mask=key_mask, block=4)
-    assert_close(got, ref)
-    assert_close(got, numpy_attention(q, k, v, np.asarray(band)))
-
-
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("tiles", ["one block", "three blocks", "whole rows"])
-def test_local_in_tiles_equals_all_at_once(causal, tiles, monkeypatch):
-    # A small score budget makes local_attention run tile by tile under lax.map (halo blocks
-    # at the tiles' edges, padded blocks past the end); values and gradients must not change.
-    # 37 positions in blocks of 5: 8 blocks per row.
-    q, k, v = _qkv(t=37, s=37)
-    key_mask = jnp.ones((B, 37), bool).at[1, 30:].set(False)
-    band = A.band_mask(37, 5, causal) & key_mask[:, None, None, :]
-    per_block = N * 5 * (2 if causal else 3) * 5             # scores of one block of one row
-    span = {"one block": 1, "three blocks": 3, "whole rows": 8}[tiles]
-    monkeypatch.setattr(A, "LOCAL_SCORES", span * per_block)
-    assert A._local_tiling(8, per_block) == {1: (1, 8), 3: (3, 3), 8: (8, 1)}[span]
-    assert A._batch_rows(6, A.LOCAL_SCORES // 3) == 3 and A._batch_rows(4, A.LOCAL_SCORES // 3) == 2
-    f = lambda q, k, v: A.local_attention(q, k, v, window=5, causal=causal, key_mask=key_mask,
-                                          block=4)
-    assert_close(f(q, k, v), numpy_attention(q, k, v, np.asarray(band)))
-    grads = jax.grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2))(q, k, v)
-    want = jax.grad(lambda *a: (A.dot_product_attention(*a, mask=band)[0] ** 2).sum(),
-                    argnums=(0, 1, 2))(q, k, v)
+    band = numpy_band(37, window, causal) & np.asarray(key_mask)[:, None, None, :]
+    np.testing.assert_array_equal(A.band_mask(37, window, causal), numpy_band(37, window, causal))
+    got = A.local_attention(q, k, v, window=window, causal=causal, key_mask=key_mask)
+    assert_close(got, numpy_attention(q, k, v, band))
+    grads = jax.grad(lambda *a: (A.local_attention(*a, window=window, causal=causal,
+                                                   key_mask=key_mask) ** 2).sum(),
+                     argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(lambda *a: (A.dot_product_attention(*a, mask=jnp.asarray(band))[0] ** 2
+                                ).sum(), argnums=(0, 1, 2))(q, k, v)
     for g, w in zip(grads, want):
         assert_close(g, w, rtol=1e-5, atol=1e-5)
 
@@ -274,9 +233,8 @@ def test_window_covering_the_sequence_equals_full_attention(causal):
     assert_close(A.apply(params, x, cfg), A.apply(params, x, full_cfg))
 
 
-def test_local_cost_is_linear_in_n(monkeypatch):
-    # all in one tile (XLA's cost analysis counts one iteration of lax.map's loop)
-    monkeypatch.setattr(A, "LOCAL_SCORES", 2 ** 30)
+def test_local_cost_is_linear_in_n():
+    # the plain blocked path is one pass (no loop), so XLA's cost analysis sees all of it
     window, h = 8, 16
     flops, temps, full = [], [], []
     for n in (256, 512, 1024):
@@ -302,6 +260,8 @@ def test_bad_configs_name_the_field():
         A.Config(d_model=12, num_heads=4, num_kv_heads=3)
     with pytest.raises(ValueError, match="implementation"):
         A.Config(d_model=8, num_heads=4, implementation="flash")
+    with pytest.raises(ValueError, match="causal must be a bool"):
+        A.Config(d_model=8, num_heads=4, causal="no")
     q = jnp.ones((1, 5, 2, 4))
     with pytest.raises(ValueError, match="window"):
         A.local_attention(q, q, q, window=0)
@@ -324,8 +284,30 @@ def test_bad_masks_and_context_name_the_argument():
         A.apply(params, x, local, context=x)
 
 
-def test_auto_picks_chunked_on_cpu():
-    q = jnp.ones((1, 3, 2, 8), jnp.bfloat16)
-    expected = "cudnn" if jax.devices()[0].platform == "gpu" else "chunked"
-    assert A._resolve("auto", q, None) == expected
-    assert A._resolve("auto", q.astype(jnp.float32), None) == "chunked"
+def _lowered(f, platforms, *args):
+    from jax import export
+    return export.export(jax.jit(f), platforms=platforms)(*args).mlir_module()
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_auto_takes_the_cpu_kernels_only_where_lowered_for_a_cpu(window):
+    # The CPU kernels loop (lax.map) over (batch, head) pairs or tiles; the plain paths are
+    # one pass. 2048 positions make several tiles of the windowed kernel.
+    q = jnp.zeros((1, 2048, 4, 8), jnp.bfloat16)
+    f = lambda q: A.attend(q, q, q, window=window)[0]
+    assert "stablehlo.while" in _lowered(f, ("cpu",), q)
+    for platform in ("cuda", "tpu"):
+        assert "stablehlo.while" not in _lowered(f, (platform,), q)
+    xla = lambda q: A.attend(q, q, q, window=window, implementation="xla")[0]
+    assert "stablehlo.while" not in _lowered(xla, ("cpu",), q)
+
+
+def test_cudnn_refused_where_it_cannot_apply_naming_the_argument():
+    q = jnp.ones((1, 5, 2, 8), jnp.float32)
+    with pytest.raises(ValueError, match="implementation='cudnn'.*float32"):
+        A.attend(q, q, q, implementation="cudnn")
+    with pytest.raises(ValueError, match="implementation='cudnn'.*mask"):
+        A.attend(q.astype(jnp.bfloat16), q, q, mask=jnp.ones((1, 1, 1, 5), bool),
+                 implementation="cudnn", window=2)
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        A.attend(q, q, q, implementation="flash")

@@ -11,12 +11,12 @@ gradients), never NaN. Multi-head attention projects the inputs ``N`` times::
 
     head_i = Attention(X W_q^i, C W_k^{g(i)}, C W_v^{g(i)}),   MHA = concat(head_1..head_N) W_o
 
-with ``C = X`` for self-attention and the context for cross-attention; ``g(i) = i // (N/K)``
-maps query heads to ``K <= N`` key/value heads (grouped-query attention; ``K = N`` is the
+with ``C = X`` for self-attention and the context for cross-attention; ``g(i) = i // Q`` maps
+query heads to ``K = N / Q`` key/value heads (grouped-query attention; ``K = N`` is the
 classic layer). Restricted self-attention lets position ``t`` see only ``|t − s| <= R`` (and
-``s <= t`` when causal); :func:`local_attention` splits the sequence into blocks of ``b >= R``
+``s <= t`` when causal); :func:`local_attention` cuts the sequence into blocks of ``R``
 positions and lets each block attend to itself and its neighbours, so the scores take
-``B·N·n·3b`` memory and ``O(b·n·H)`` FLOPs per head instead of ``n²``.
+``3·n·R`` memory and ``O(R·n·H)`` FLOPs per head instead of ``n²``, in one pass.
 
 Paths, all giving the same numbers (tested):
 
@@ -24,21 +24,23 @@ Paths, all giving the same numbers (tested):
   contact prediction).
 * :func:`fused_attention`: ``jax.nn.dot_product_attention`` with ``implementation`` ``"xla"``
   or ``"cudnn"``.
-* :func:`chunked_attention`: the zoo's own XLA kernel; one (batch, head) and one block of
-  queries at a time under ``lax.map``, so each block's products are plain matrix products on
-  data in cache (the fast path on CPU).
 * :func:`local_attention`: the blocked window.
+* device-tuned kernels in :mod:`zoo.kernels`: blocked flash-style attention and tiled local
+  attention for CPU caches (``attention_chunked``, ``attention_local``), and the window as one
+  causal cuDNN call (``attention_window_cudnn``).
 
-``Config.implementation`` picks the path: ``"auto"`` uses the chunked kernel on CPU, cuDNN
-on GPU where the arguments allow (16-bit dtype, head dim a multiple of 8 up to 128, no
-explicit mask) and XLA's fused attention otherwise; ``"xla"``/``"cudnn"`` go through
-``jax.nn``; ``"chunked"`` forces the zoo kernel. The chunked kernel has its own (flash-style)
-backward pass, so it supports reverse-mode differentiation only; use ``"xla"`` for
-forward-mode (``jax.jvp``).
+``Config.implementation`` picks the path by the platform the program is lowered for
+(:func:`zoo.kernels.by_platform`): ``"auto"`` takes the CPU kernels where lowered for a CPU
+(measured faster there), cuDNN on a GPU where its arguments allow (16-bit dtype, head dim a
+multiple of 8 up to 128, no explicit mask; measured at 600+ TFLOP/s on an H200) and
+otherwise XLA's fused attention, or :func:`local_attention` for a window; ``"xla"`` forces
+the plain paths, ``"cudnn"`` cuDNN (a GPU, also for a window), ``"chunked"`` the CPU kernels.
+The CPU kernels have their own backward passes, so they support reverse-mode
+differentiation only; use ``"xla"`` for forward-mode (``jax.jvp``).
 
 Shape letters: ``B`` batch, ``T`` query positions, ``S`` key positions, ``D`` model width,
-``N`` query heads, ``K`` key/value heads, ``G = N/K`` queries per key/value head, ``H`` head
-dim, ``R`` window.
+``N`` query heads, ``K`` key/value heads, ``Q = N/K`` query heads per key/value head, ``H``
+head dim, ``R`` window, ``J`` blocks.
 
 References:
     A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
@@ -59,25 +61,14 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float
 
 from zoo import _checks, layers
-from zoo.sharding import auto_inside, constrain, gather_params, vary_together
+from zoo.kernels import (attention_chunked, attention_local, attention_window_cudnn,
+                         by_platform, has_platform)
+from zoo.layers import masked_softmax as _masked_softmax, score_dtype as _acc
+from zoo.sharding import auto_inside, constrain, gather_params
 from zoo.types import ParamAxes, Params
 
 TASK = "regression"
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked")
-#: Scores (float32 elements) one block of the chunked kernel holds: 4 MiB. On a 2-core x86
-#: CPU, blocks of 2^18-2^22 scores ran at 80-116 GFLOP/s against 23 for one fused pass and
-#: 54 for all heads at once in 64-query blocks (B 8, n 1024, 8 heads of 64; n 4096). The
-#: backward pass holds four arrays of a block's size: at n 2048 (B 16, one head of 64) 2^20
-#: ran it 7% faster than 2^22, the forward pass as fast, and in a quarter of the memory.
-SCORE_BLOCK = 2 ** 20
-#: Smallest block of :func:`local_attention` (a block is ``max(window, LOCAL_BLOCK)`` long).
-LOCAL_BLOCK = 16
-#: Scores one tile of :func:`local_attention` holds (float32 elements: 1 MiB); larger inputs
-#: run tile after tile under ``lax.map``. On a 2-core x86 CPU (B 16, d 64, window 16), tiles
-#: of 2^18 scores ran forward and backward 1.3-3x faster than one pass over all rows at n
-#: 512-2048, and forward as fast; 2^14-2^16 ran slower.
-LOCAL_SCORES = 2 ** 18
-_NEG = float(jnp.finfo(jnp.float32).min)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -116,6 +107,7 @@ class Config:
             if self.num_heads % self.num_kv_heads:
                 raise ValueError(f"num_kv_heads must divide num_heads, got num_kv_heads="
                                  f"{self.num_kv_heads}, num_heads={self.num_heads}")
+        _checks.boolean(self.causal, "causal")
         if self.window is not None:
             _checks.positive_int(self.window, "window")
         _checks.one_of(self.implementation, "implementation", IMPLEMENTATIONS)
@@ -225,6 +217,7 @@ def dot_product_attention(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"]
     >>> w[0, 0].tolist()
     [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.3333333432674408, 0.3333333432674408, 0.3333333432674408]]
     """
+    _check_heads(q, k, v)
     groups = q.shape[2] // k.shape[2]
     k, v = jnp.repeat(k, groups, axis=2), jnp.repeat(v, groups, axis=2)
     scale = 1.0 / math.sqrt(q.shape[-1])
@@ -252,167 +245,21 @@ def fused_attention(q, k, v, *, mask=None, causal: bool = False,
     return out * seen.transpose(0, 2, 1)[..., None].astype(out.dtype)
 
 
-def chunked_attention(q, k, v, *, mask=None, causal: bool = False,
-                      block: int | None = None) -> Float[Array, "B T N H"]:
-    """Scaled dot-product attention, one (batch, key/value head) at a time, queries in blocks.
-
-    Same numbers as :func:`dot_product_attention`. ``lax.map`` runs over the ``B·K`` pairs
-    and, within each, over blocks of ``block`` queries (by default as many as keep the
-    ``G·block·S`` float32 scores within :data:`SCORE_BLOCK`): each block's scores are made,
-    used and dropped, and its products are plain matrix products on data that stays in
-    cache. The softmax is normalised after the product with ``V``:
-
-        out = (exp(s − m) V) / Σ exp(s − m),   s = q kᵀ/√H,  m = max s (per row)
-
-    (one division per output row instead of one per score).
-
-    >>> q = jax.random.normal(jax.random.key(0), (2, 9, 4, 8))
-    >>> bool(jnp.allclose(chunked_attention(q, q, q, block=4),
-    ...                   dot_product_attention(q, q, q)[0], atol=1e-6))
-    True
-    """
-    if block is not None:
-        _checks.positive_int(block, "block")
-    g = q.shape[2] // k.shape[2]
-    blk = min(q.shape[1], block or _query_block(g, k.shape[1]))
-    q, k, v = vary_together(q, k, v)
-    return _chunked(q, k, v, mask, causal, blk)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _chunked(q, k, v, mask, causal, blk):
-    return _chunked_forward(q, k, v, mask, causal, blk)[0]
-
-
-def _chunked_forward(q, k, v, mask, causal, blk):
-    """``(out [B, T, N, H], lse [BK, nb, G, blk])``: the output and each row's log-sum-exp."""
-    ctx = _Chunks(q, k, mask, causal, blk)
-
-    def pair(i):
-        qi, ki, vi = ctx.slice(q, i), ctx.kv(k, i), ctx.kv(v, i)
-
-        def one(j):
-            return _block_attention(ctx.block(qi, j), ki, vi, ctx.valid(i, j))
-        return ctx.over_blocks(one)
-
-    out, lse = jax.lax.map(pair, jnp.arange(ctx.pairs))                  # BK nb G blk (H)
-    out = ctx.unslice(out)
-    return out, (q, k, v, mask, out, lse)
-
-
-def _chunked_backward(causal, blk, res, d_out):
-    """Flash-style backward: each block's probabilities are recomputed from the saved
-    log-sum-exp, so memory stays O(n) and each (batch, head) works in cache.
-
-        dV = Pᵀ dO,  dS = P ⊙ (dO Vᵀ − rowsum(dO ⊙ O)),  dQ = dS K / √H,  dK = dSᵀ Q / √H
-    """
-    q, k, v, mask, out, lse = res
-    ctx = _Chunks(q, k, mask, causal, blk)
-
-    def pair(i):
-        qi, ki, vi = ctx.slice(q, i), ctx.kv(k, i), ctx.kv(v, i)
-        doi, oi = ctx.slice(d_out.astype(q.dtype), i), ctx.slice(out, i)
-
-        def one(acc, j):
-            qb, dob = ctx.block(qi, j), ctx.block(doi, j)                 # G blk H
-            s = jnp.einsum("gbh,sh->gbs", qb, ki, preferred_element_type=_acc(qb)) * ctx.scale
-            p = jnp.exp(s - lse[i, j][..., None])
-            valid = ctx.valid(i, j)
-            if valid is not None:
-                p = jnp.where(valid, p, 0.0)
-            dp = jnp.einsum("gbh,sh->gbs", dob, vi, preferred_element_type=_acc(qb))
-            ds = p * (dp - (dob * ctx.block(oi, j)).sum(-1, keepdims=True))
-            dk = acc[0] + jnp.einsum("gbs,gbh->sh", ds, qb)
-            dv = acc[1] + jnp.einsum("gbs,gbh->sh", p, dob)
-            return (dk, dv), jnp.einsum("gbs,sh->gbh", ds, ki) * ctx.scale
-        zero = vary_together(jnp.zeros(ki.shape, _acc(q)), ki)[0]
-        (dk, dv), dq = jax.lax.scan(one, (zero, zero), jnp.arange(ctx.nb))
-        return dq, dk * ctx.scale, dv
-
-    dq, dk, dv = jax.lax.map(pair, jnp.arange(ctx.pairs))
-    return (ctx.unslice(dq).astype(q.dtype), ctx.unslice_kv(dk).astype(k.dtype),
-            ctx.unslice_kv(dv).astype(v.dtype), None)
-
-
-_chunked.defvjp(_chunked_forward, _chunked_backward)
-
-
-class _Chunks:
-    """Index arithmetic of the chunked kernel: pair ``i`` is (batch ``i // K``, key/value
-    head ``i % K``); block ``j`` is queries ``j·blk .. (j+1)·blk − 1`` (``T`` padded)."""
-
-    def __init__(self, q, k, mask, causal, blk):
-        self.b, self.t, n, h = q.shape
-        self.s, self.kh = k.shape[1], k.shape[2]
-        self.g, self.h, self.blk, self.causal = n // self.kh, h, blk, causal
-        self.nb = -(-self.t // blk)
-        self.pairs = self.b * self.kh
-        self.scale = 1.0 / math.sqrt(h)
-        self.mask = None if mask is None else _pad_rows(mask, self.nb * blk)
-
-    def slice(self, x, i):
-        """``[B, T, N, H]`` -> pair ``i``'s ``[T', G, H]`` (padded ``T' = nb·blk``). Slicing
-        here, rather than transposing whole inputs beforehand, keeps the copies in cache
-        (1.2x faster forward at B 8, n 1024, 8 heads of 64)."""
-        x = jax.lax.dynamic_index_in_dim(x, i // self.kh, 0, keepdims=False)
-        x = jax.lax.dynamic_slice_in_dim(x, (i % self.kh) * self.g, self.g, 1)
-        return jnp.pad(x, ((0, self.nb * self.blk - self.t), (0, 0), (0, 0)))
-
-    def kv(self, x, i):
-        """``[B, S, K, H]`` -> pair ``i``'s ``[S, H]``."""
-        x = jax.lax.dynamic_index_in_dim(x, i // self.kh, 0, keepdims=False)
-        return jax.lax.dynamic_index_in_dim(x, i % self.kh, 1, keepdims=False)
-
-    def block(self, xi, j):
-        """Block ``j`` of a pair's ``[T', G, H]`` as ``[G, blk, H]``."""
-        return jax.lax.dynamic_slice_in_dim(xi, j * self.blk, self.blk, 0).transpose(1, 0, 2)
-
-    def valid(self, i, j):
-        """Pair ``i``, block ``j``'s mask ``[G|1, blk|1, S]`` (or None)."""
-        valid = None if self.mask is None else _mask_block(
-            self.mask, i // self.kh, i % self.kh, j, self.g, self.blk)
-        if self.causal:
-            c = (j * self.blk + jnp.arange(self.blk))[:, None] >= jnp.arange(self.s)[None, :]
-            valid = c if valid is None else valid & c
-        return valid
-
-    def over_blocks(self, one):
-        return jax.tree.map(lambda x: x[None], one(0)) if self.nb == 1 else \
-            jax.lax.map(one, jnp.arange(self.nb))
-
-    def unslice(self, x):
-        """Per-pair blocks ``[BK, nb, G, blk, H]`` -> ``[B, T, N, H]``."""
-        x = x.reshape(self.b, self.kh, self.nb, self.g, self.blk, self.h)
-        x = x.transpose(0, 2, 4, 1, 3, 5).reshape(self.b, self.nb * self.blk, -1, self.h)
-        return x[:, :self.t]
-
-    def unslice_kv(self, x):
-        """Per-pair ``[BK, S, H]`` -> ``[B, S, K, H]``."""
-        return x.reshape(self.b, self.kh, self.s, self.h).transpose(0, 2, 1, 3)
-
-
 def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
                     v: Float[Array, "B T K H"], *, window: int, causal: bool = False,
-                    key_mask: Bool[Array, "B T"] | None = None,
-                    block: int | None = None) -> Float[Array, "B T N H"]:
+                    key_mask: Bool[Array, "B T"] | None = None) -> Float[Array, "B T N H"]:
     """Self-attention restricted to ``|t − s| <= window`` (and ``s <= t`` if causal), blocked.
 
-    The sequence is cut into blocks of ``b = max(window, block or 16)`` positions; block ``i``
-    attends to blocks ``i − 1, i, i + 1`` (``i − 1, i`` when causal), so scores are
-    ``[B, n/b, N, b, 3b]``: memory and FLOPs grow linearly in ``n`` for a fixed window.
-    The work runs in tiles holding at most :data:`LOCAL_SCORES` scores (a span of blocks of
-    one batch row with the key block on either side, or several whole rows), one after
-    another under ``lax.map`` when there are several, so that each tile's temporaries stay
-    in cache whatever ``B`` and ``n``. Under differentiation a tile recomputes its scores in
-    the backward pass (``jax.checkpoint``) rather than storing them: the backward pass holds
-    the inputs and one tile's temporaries, its time linear in ``n`` as well.
+    The sequence (padded to ``J·R`` positions) is cut into ``J`` blocks of ``R = window``
+    positions; block ``j`` attends to blocks ``j − 1, j, j + 1``, which hold every key within
+    ``R`` of its queries, so the scores are ``[B, J, N, R, 3R]``: memory and FLOPs grow
+    linearly in ``n`` for a fixed window, in one pass with no loop.
 
     Args:
         q, k, v: ``[B, T, N, H]`` and ``[B, T, K, H]`` (self-attention: same length).
         window: ``R >= 1``.
         causal: also mask later positions.
         key_mask: ``[B, T]`` boolean key padding (``True`` = real position).
-        block: minimum block length (default 16).
 
     Raises:
         ValueError: if ``window < 1`` or the lengths differ.
@@ -422,102 +269,27 @@ def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
     (1, 40, 2, 4)
     """
     _checks.positive_int(window, "window")
+    _check_heads(q, k, v)
     if k.shape[1] != q.shape[1]:
         raise ValueError(f"local_attention is self-attention: q has {q.shape[1]} positions, "
                          f"k has {k.shape[1]}")
-    bsz, t, n, h = q.shape
-    blk = max(window, block or LOCAL_BLOCK)
-    per_block = n * blk * (2 if causal else 3) * blk         # scores of one block of one row
-    span, tiles = _local_tiling(-(-t // blk), per_block)
-    rows = _batch_rows(bsz, span * per_block) if tiles == 1 else 1
-    length = span * tiles * blk
-    key_valid = jnp.ones((bsz, t), bool) if key_mask is None else key_mask
-    pad = lambda x: x if length == t else jnp.pad(
-        x, ((0, 0), (0, length - t)) + ((0, 0),) * (x.ndim - 2))
-    q, k, v, key_valid = (pad(x) for x in (q, k, v, key_valid))
-    # one leading entry per tile: a pure reshape, since rows == 1 or tiles == 1
-    lead = lambda x, per_tile: x.reshape((bsz * tiles // rows, rows, per_tile) + x.shape[2:])
-    args = [lead(x, span * blk) for x in (q, k, v, key_valid)]
-    args += [lead(a, blk) for a in _halos(k, v, key_valid, tiles, blk)]
-    tile = jax.checkpoint(functools.partial(_local_tile, window=window, causal=causal, blk=blk))
-    if len(args[0]) == 1:
-        out = tile(*(a[0] for a in args))
-    else:
-        out = jax.lax.map(lambda a: tile(*a), args)
-    return out.reshape(bsz, length, n, h)[:, :t]
-
-
-def _local_tiling(blocks, scores_per_block):
-    """``(span, tiles)``: blocks per tile and tiles per row, ``span·tiles >= blocks``; the
-    fewest tiles whose scores fit :data:`LOCAL_SCORES`, then the shortest span for that many
-    tiles (the least padding)."""
-    most = max(1, LOCAL_SCORES // scores_per_block)
-    tiles = -(-blocks // most)
-    return -(-blocks // tiles), tiles
-
-
-def _batch_rows(bsz, scores_per_row):
-    """Batch rows one tile of :func:`local_attention` holds when a tile spans whole rows: the
-    largest divisor of ``bsz`` whose scores fit :data:`LOCAL_SCORES` (at least 1)."""
-    fit = max(1, LOCAL_SCORES // max(1, scores_per_row))
-    return max(r for r in range(1, bsz + 1) if bsz % r == 0 and r <= fit)
-
-
-def _halos(k, v, valid, tiles, blk):
-    """The key block before and after each tile, ``[B, tiles·b, ..]`` each for ``k``, ``v``
-    and ``valid`` (zeros and False past the sequence's ends): ``(before..., after...)``."""
-    def edges(x, first):
-        xt = x.reshape((x.shape[0], tiles, -1) + x.shape[2:])
-        zero = jnp.zeros((x.shape[0], 1, blk) + x.shape[2:], x.dtype)
-        if first:       # block before tile j: the last block of tile j − 1
-            e = jnp.concatenate([zero, xt[:, :-1, -blk:]], axis=1)
-        else:           # block after tile j: the first block of tile j + 1
-            e = jnp.concatenate([xt[:, 1:, :blk], zero], axis=1)
-        return e.reshape((x.shape[0], tiles * blk) + x.shape[2:])
-    return [edges(x, first) for first in (True, False) for x in (k, v, valid)]
-
-
-def _local_tile(q, k, v, valid, k_before, v_before, valid_before, k_after, v_after,
-                valid_after, *, window, causal, blk):
-    """Banded attention on one tile: ``q [R, L, N, H]`` (``L = S·b``, S blocks), ``k, v
-    [R, L, K, H]``, key ``valid [R, L]``, and the key block just before and just after the
-    tile (``[R, b, ..]``). Query block ``i`` reads key blocks ``i − 1 .. i + 1``
-    (``i − 1, i`` when causal).
-
-    The tile moves heads ahead of positions first (``[R, K, S, .., H]``), so both products
-    are batched over ``(R, K, S)`` with ``H`` the minor axis of every operand. With heads
-    left between positions and features, XLA transposed ``H`` against positions element by
-    element on the three times larger key windows. On a 2-core CPU, over seven shapes (B
-    1-64, 1-16 heads of 64, windows 8-64, n 64-4096), this layout took 0.64-1.00x that
-    layout's time forward and 0.74-1.06x forward+backward (B 16, one head, window 16, n 2048:
-    10.4 against 14.6 ms forward).
-    """
-    r, length, n, h = q.shape
-    kh = k.shape[2]
-    span = length // blk
-    width = 2 if causal else 3
-    qh = (q * jnp.asarray(1.0 / math.sqrt(h), q.dtype)).reshape(r, span, blk, kh, n // kh, h)
-    qh = jnp.transpose(qh, (0, 3, 1, 4, 2, 5))                          # [R, K, S, G, b, H]
-
-    def extend(x, before, after):                                        # [R, L', ..]
-        return jnp.concatenate([before, x] if causal else [before, x, after], axis=1)
-
-    def windows(x):                                   # x [R, .., L', H'] -> [R, .., S, w·b, H']
-        return jnp.concatenate(
-            [x[..., i * blk:(i + span) * blk, :].reshape(x.shape[:-2] + (span, blk, x.shape[-1]))
-             for i in range(width)], axis=-2)
-    kn = windows(jnp.swapaxes(extend(k, k_before, k_after), 1, 2))         # [R, K, S, w·b, H]
-    vn = windows(jnp.swapaxes(extend(v, v_before, v_after), 1, 2))
-    mn = windows(extend(valid, valid_before, valid_after)[..., None])[..., 0]   # [R, S, w·b]
-    q_pos = jnp.arange(blk)[:, None]
-    k_pos = jnp.arange(width * blk)[None, :] - blk                        # relative to block
-    band = jnp.abs(q_pos - k_pos) <= window
-    if causal:
-        band &= k_pos <= q_pos
-    s = jnp.einsum("RKSGtH,RKSuH->RKSGtu", qh, kn, preferred_element_type=_acc(qh))
-    w = _masked_softmax(s, band & mn[:, None, :, None, None, :])
-    out = jnp.einsum("RKSGtu,RKSuH->RKSGtH", w.astype(v.dtype), vn)
-    return jnp.transpose(out, (0, 2, 4, 1, 3, 5)).reshape(r, length, n, h)
+    b, t, n, h = q.shape
+    kh, r = k.shape[2], window
+    j = -(-t // r)
+    valid = jnp.ones((b, t), bool) if key_mask is None else key_mask
+    pad = lambda x, front, back: jnp.pad(x, ((0, 0), (front, back)) + ((0, 0),) * (x.ndim - 2))
+    qb = pad(q, 0, j * r - t).reshape(b, j, r, kh, n // kh, h)            # [B, J, R, K, Q, H]
+    # keys of blocks j − 1, j, j + 1 for each block j: [B, J, 3R, ..]
+    neighbours = lambda x: jnp.concatenate(
+        [pad(x, r, j * r - t + r)[:, i * r:(i + j) * r].reshape((b, j, r) + x.shape[2:])
+         for i in range(3)], axis=2)
+    kn, vn, mn = neighbours(k), neighbours(v), neighbours(valid)
+    offset = jnp.arange(3 * r)[None, :] - r - jnp.arange(r)[:, None]     # s − t, [R, 3R]
+    band = (jnp.abs(offset) <= r) & ((offset <= 0) if causal else True)
+    s = jnp.einsum("BJtKQH,BJuKH->BJKQtu", qb, kn, preferred_element_type=_acc(q))
+    w = _masked_softmax(s / math.sqrt(h), band & mn[:, :, None, None, None, :])
+    out = jnp.einsum("BJKQtu,BJuKH->BJtKQH", w.astype(v.dtype), vn)
+    return out.reshape(b, j * r, n, h)[:, :t]
 
 
 def band_mask(t: int, window: int, causal: bool = False) -> Bool[Array, "T T"]:
@@ -584,10 +356,15 @@ def _project(x, w, b):
 
 def attend(q, k, v, *, mask=None, causal=False, window=None, implementation="auto",
            return_weights=False):
-    """Dispatches to the path ``implementation`` and the arguments call for.
+    """Dispatches to the path ``implementation`` and the arguments call for, by the platform
+    the program is lowered for (module docstring).
 
     Returns ``(out [B, T, N, H], weights [B, N, T, S] or None)``.
+
+    Raises:
+        ValueError: an ``implementation`` that cannot apply to these arguments.
     """
+    _checks.one_of(implementation, "implementation", IMPLEMENTATIONS)
     if return_weights:
         if window is not None:
             band = band_mask(q.shape[1], window, causal)
@@ -596,11 +373,21 @@ def attend(q, k, v, *, mask=None, causal=False, window=None, implementation="aut
         return dot_product_attention(q, k, v, mask=mask, causal=causal)
     if window is not None:
         key_mask = None if mask is None else _key_mask(mask, q.shape[0], k.shape[1])
-        return local_attention(q, k, v, window=window, causal=causal, key_mask=key_mask), None
-    impl = _resolve(implementation, q, mask)
-    if impl == "chunked":
-        return chunked_attention(q, k, v, mask=mask, causal=causal), None
-    return fused_attention(q, k, v, mask=mask, causal=causal, implementation=impl), None
+        return _local(q, k, v, key_mask, window, causal, implementation), None
+    cpu = functools.partial(attention_chunked.chunked_attention, causal=causal)
+    xla = functools.partial(fused_attention, causal=causal, implementation="xla")
+    cudnn = functools.partial(fused_attention, causal=causal, implementation="cudnn")
+    if implementation == "xla":
+        return xla(q, k, v, mask=mask), None
+    if implementation == "chunked":
+        return cpu(q, k, v, mask=mask), None
+    if implementation == "cudnn":
+        _require_cudnn(q, mask)
+        return cudnn(q, k, v, mask=mask), None
+    cudnn_ok = mask is None and not _cudnn_reasons(q, None)
+    return by_platform(q, k, v, mask, default=lambda q, k, v, m: xla(q, k, v, mask=m),
+                       cpu=lambda q, k, v, m: cpu(q, k, v, mask=m),
+                       cuda=(lambda q, k, v, m: cudnn(q, k, v)) if cudnn_ok else None), None
 
 
 # --- private pieces ---------------------------------------------------------------------------
@@ -624,69 +411,11 @@ def _mha(params, x, cfg, *, context, mask, return_weights):
     return constrain(project_out(params, o), ("batch", "seq", "embed")), w
 
 
-def _acc(x):
-    """Scores' dtype: at least float32 (float64 stays float64 for gradient checks)."""
-    return jnp.promote_types(x.dtype, jnp.float32)
-
-
 def _valid(mask, causal, t, s):
     if not causal:
         return mask
     c = jnp.arange(t)[:, None] >= jnp.arange(s)[None, :]
     return c if mask is None else mask & c
-
-
-def _masked_softmax(s, valid):
-    """Softmax over the last axis in float32; rows with no valid entry become zeros."""
-    if valid is None:
-        return jax.nn.softmax(s, axis=-1)
-    s = jnp.where(valid, s, _NEG)
-    m = jax.lax.stop_gradient(s.max(-1, keepdims=True))
-    e = jnp.exp(s - m)
-    e = jnp.where(valid, e, 0.0)
-    denom = e.sum(-1, keepdims=True)
-    return e / jnp.where(denom > 0, denom, 1.0)
-
-
-def _query_block(g, s_len):
-    """Queries per block of :func:`chunked_attention`: ``G·block·S ≤ SCORE_BLOCK``, ≥ 16."""
-    return max(16, SCORE_BLOCK // (g * s_len))
-
-
-def _block_attention(qb, k, v, valid):
-    """One block: ``qb [G, b, H]``, ``k, v [S, H]``, ``valid`` broadcastable to ``[G, b, S]``
-    or None. Returns ``(out [G, b, H], lse [G, b])``; rows with no valid key give zeros."""
-    s = jnp.einsum("gbh,sh->gbs", qb, k, preferred_element_type=_acc(qb))
-    s = s * (1.0 / math.sqrt(qb.shape[-1]))
-    if valid is not None:
-        s = jnp.where(valid, s, _NEG)
-    m = jax.lax.stop_gradient(s.max(-1, keepdims=True))
-    e = jnp.exp(s - m)
-    if valid is not None:
-        e = jnp.where(valid, e, 0.0)
-    denom = e.sum(-1, keepdims=True)
-    o = jnp.matmul(e.astype(v.dtype), v, preferred_element_type=_acc(v))     # G b H
-    if valid is not None:
-        denom = jnp.where(denom > 0, denom, 1.0)
-    return (o / denom).astype(v.dtype), (m + jnp.log(denom))[..., 0]
-
-
-def _pad_rows(mask, rows):
-    """A rank-4 mask with its query axis (when not broadcast) padded to ``rows``."""
-    if mask.shape[2] == 1:
-        return mask
-    return jnp.pad(mask, ((0, 0), (0, 0), (0, rows - mask.shape[2]), (0, 0)))
-
-
-def _mask_block(mask, bi, ki, j, g, blk):
-    """The ``[G|1, blk|1, S|1]`` part of a rank-4 mask for batch ``bi``, key/value head ``ki``
-    and query block ``j`` (axes of size 1 stay broadcast)."""
-    m = jax.lax.dynamic_index_in_dim(mask, bi if mask.shape[0] > 1 else 0, 0, keepdims=False)
-    if m.shape[0] > 1:
-        m = jax.lax.dynamic_slice_in_dim(m, ki * g, g, 0)
-    if m.shape[1] > 1:
-        m = jax.lax.dynamic_slice_in_dim(m, j * blk, blk, 1)
-    return m
 
 
 def _key_mask(mask, batch, s):
@@ -697,15 +426,43 @@ def _key_mask(mask, batch, s):
     return jnp.broadcast_to(mask[:, 0, 0, :], (batch, s))
 
 
-def _resolve(implementation, q, mask):
-    if implementation != "auto":
-        return implementation
-    platform = jax.devices()[0].platform
-    if platform == "cpu":
-        return "chunked"
-    ok = (q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % 8 == 0
-          and q.shape[-1] <= 128 and mask is None)
-    return "cudnn" if platform == "gpu" and ok else "xla"
+def _local(q, k, v, key_mask, window, causal, implementation):
+    """The window through ``implementation``: the CPU tiles, one cuDNN call, or the plain
+    blocked path (:func:`local_attention`)."""
+    plain = lambda q, k, v, m: local_attention(q, k, v, window=window, causal=causal,
+                                               key_mask=m)
+    tiles = lambda q, k, v, m: attention_local.local_attention(q, k, v, window=window,
+                                                               causal=causal, key_mask=m)
+    if implementation == "xla":
+        return plain(q, k, v, key_mask)
+    if implementation == "chunked":
+        return tiles(q, k, v, key_mask)
+    if implementation == "cudnn":
+        _require_cudnn(q, key_mask)
+        return attention_window_cudnn.local_attention(q, k, v, window=window, causal=causal)
+    return by_platform(q, k, v, key_mask, default=plain, cpu=tiles)
+
+
+def _cudnn_reasons(q, mask):
+    reasons = attention_window_cudnn.applies(q.dtype, q.shape[-1])
+    if mask is not None:
+        reasons.append("a mask was given and the zoo's cuDNN paths take none")
+    return reasons
+
+
+def _require_cudnn(q, mask):
+    reasons = _cudnn_reasons(q, mask)
+    if not has_platform("cuda"):
+        reasons.append("this process has no CUDA device")
+    if reasons:
+        raise ValueError("implementation='cudnn' does not apply: " + "; ".join(reasons))
+
+
+def _check_heads(q, k, v):
+    if k.shape[2] == 0 or q.shape[2] % k.shape[2] or k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape [B, S, K, H] with K dividing q's "
+                         f"N heads; got q {_checks.shape_str(q.shape)}, k "
+                         f"{_checks.shape_str(k.shape)}, v {_checks.shape_str(v.shape)}")
 
 
 def _proj_init(key, d, n, kh, h, leading=()):

@@ -50,3 +50,33 @@ def layer_norm(x: Float[Array, "... D"], scale: Float[Array, "D"], bias: Float[A
     var = jnp.square(x32 - mean).mean(-1, keepdims=True)
     y = (x32 - mean) * jax.lax.rsqrt(var + eps) * scale + bias
     return y.astype(x.dtype)
+
+
+#: The score a mask gives a forbidden (query, key) pair before the softmax.
+NEG_INF = float(jnp.finfo(jnp.float32).min)
+
+
+def score_dtype(x: Array):
+    """Dtype of attention scores for inputs like ``x``: at least float32 (float64 stays
+    float64, for gradient checks).
+
+    >>> score_dtype(jnp.ones(2, jnp.bfloat16))
+    dtype('float32')
+    """
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def masked_softmax(s: Array, valid: Array | None) -> Array:
+    """Softmax over the last axis where ``valid`` (broadcastable to ``s``) allows; a row with
+    no valid entry becomes zeros (and zero gradients), never NaN.
+
+    >>> masked_softmax(jnp.zeros((2, 2)), jnp.array([[True, True], [False, False]])).tolist()
+    [[0.5, 0.5], [0.0, 0.0]]
+    """
+    if valid is None:
+        return jax.nn.softmax(s, axis=-1)
+    s = jnp.where(valid, s, NEG_INF)
+    m = jax.lax.stop_gradient(s.max(-1, keepdims=True))
+    e = jnp.where(valid, jnp.exp(s - m), 0.0)
+    denom = e.sum(-1, keepdims=True)
+    return e / jnp.where(denom > 0, denom, 1.0)
