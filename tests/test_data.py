@@ -160,3 +160,35 @@ def test_process_rows_on_one_process_are_the_whole_batch():
     assert data.process_rows(sharding.make_mesh((2, 2, 2)), 8) == slice(0, 8)
     with pytest.raises(ValueError, match="does not divide"):
         data.process_rows(sharding.make_mesh((8, 1, 1)), 12)
+
+
+def test_a_mistyped_local_path_is_a_missing_file_not_a_hub_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for typo in ("splise.csv", "runs/splice", "a/b/c", "./splice", "~/splice"):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            data.load(typo)
+    assert not data._looks_like_path("stanfordnlp/imdb") and not data._looks_like_path("glue")
+
+
+def test_csv_column_names_lose_their_surrounding_spaces(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("Class, Donor,   Sequence\nEI, D1,  ACGT\n")
+    table = data.load(path, cache_dir=str(tmp_path / "cache"))
+    assert table.column_names == ["Class", "Donor", "Sequence"]
+
+
+def test_sequence_encodings_match_hand_written_arrays():
+    onehot = data.SequenceEncoding(kind="onehot", alphabet="ACGT", length=4, lengths=True)
+    x, lengths = onehot.encode(["GR", "TTTTT"])
+    expected = np.zeros((2, 4, 4), np.float32)
+    expected[0, 0, 2] = 1                        # G
+    expected[0, 1, [0, 2]] = 0.5                 # R = A or G
+    expected[1, :, 3] = 1                        # T, cropped to 4
+    np.testing.assert_array_equal(x, expected)
+    assert lengths.tolist() == [2, 4]
+    lm = data.SequenceEncoding(kind="lm", alphabet="MK", length=5)
+    assert lm.encode(["KMZ"])[0].tolist() == [[1, 5, 4, 3, 0]]     # BOS K M unknown PAD
+    assert lm.vocab_size == 6
+    with pytest.raises(ValueError, match="kind must be one of"):
+        data.SequenceEncoding(kind="bytes", alphabet="A", length=2)

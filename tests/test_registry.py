@@ -54,3 +54,33 @@ def test_specs_are_hashable_and_usable_as_static_arguments():
     (x,) = spec.example_inputs(jax.random.key(0), 4)
     assert f(spec.init(jax.random.key(1)), x, spec).shape == (4,)
     assert dataclasses.is_dataclass(spec)
+
+
+def test_every_model_speaks_the_one_task_vocabulary():
+    from zoo.losses import TASKS
+    tasks = {name: zoo.get(name).task for name in zoo.list_models()}
+    assert set(tasks.values()) <= set(TASKS)
+    assert tasks["transformer-lm_tiny"] == "lm"
+    assert tasks["transformer-mlm_tiny"] == "masked_lm"
+    assert tasks["seq2seq-tiny"] == "seq2seq" == tasks["transformer-tiny"]
+
+
+def test_declared_own_losses_are_the_families_that_define_loss():
+    from zoo import registry
+    for family in FAMILIES:
+        module = importlib.import_module(f"zoo.{family}")
+        assert ("loss" in vars(module)) == (family in registry.OWN_LOSS), family
+        assert all(zoo.get(n).own_loss == (family in registry.OWN_LOSS)
+                   for n in zoo.list_models(family))
+
+
+def test_spec_for_binds_any_config_and_refuses_another_family_s():
+    from zoo import mlp, registry, seq2seq
+    spec = registry.spec_for("seq2seq", seq2seq.REVERSE, "seq2seq-reverse")
+    assert (spec.name, spec.task, spec.config) == ("seq2seq-reverse", "seq2seq",
+                                                   seq2seq.REVERSE)
+    assert registry.spec_for(mlp, mlp.PRESETS["xor"]).name == "mlp-custom"
+    with pytest.raises(TypeError, match="cfg must be a zoo.mlp.Config, got Config"):
+        registry.spec_for("mlp", seq2seq.REVERSE)
+    with pytest.raises(ValueError, match="family must be one of"):
+        registry.spec_for("mlps", mlp.PRESETS["xor"])

@@ -2,6 +2,7 @@
 single-device, accumulation, mixed precision, checkpoints that survive a crash, bad input."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -266,6 +267,73 @@ def test_config_rejects_bad_values():
         train.TrainConfig(accumulate=0)
     with pytest.raises(ValueError, match="dtype"):
         train.TrainConfig(dtype="int8")
+    for field, value in (("b1", 1.5), ("b2", 1.0), ("b1", -0.1)):
+        with pytest.raises(ValueError, match=rf"{field} must be a number in \[0, 1\), "
+                                             rf"got {value}"):
+            train.TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("until", 0, "until must be an integer >= 1, got 0"),
+    ("checkpoint_every", -1, "checkpoint_every must be an integer >= 0, got -1"),
+    ("log_every", 0, "log_every must be an integer >= 1, got 0"),
+    ("eval_every", 1.5, "eval_every must be an integer >= 0, got 1.5"),
+    ("keep", 0, "keep must be an integer >= 1, got 0"),
+    ("steps", 0, "steps must be an integer >= 1, got 0"),
+    ("resume", True, "resume=True needs checkpoint_dir"),
+])
+def test_run_config_refuses_bad_values_naming_the_field(field, value, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        train.RunConfig(**{"steps": 5, field: value})
+
+
+def test_fit_refuses_data_that_is_not_batches():
+    spec = zoo.get(MODEL)
+    batch = spec.example_batch(jax.random.key(0), 8)
+    with pytest.raises(TypeError, match="train_data must be a zoo.data.Batches"):
+        train.fit(spec, [batch], train.RunConfig(steps=1, progress=False))
+    with pytest.raises(TypeError, match="eval_data must be a zoo.data.Batches"):
+        train.fit(spec, _loader(), train.RunConfig(steps=1, progress=False), eval_data=[batch])
+
+
+# --- the batch check at the step's entry ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def classifier_step():
+    spec = zoo.get(MODEL)                      # 3 classes
+    opt = train.make_optimizer(CONFIG, 10)
+    step = train.make_train_step(spec, opt)
+    return spec, step, lambda: train.init_state(spec, opt, jax.random.key(0))
+
+
+@pytest.mark.parametrize("labels, error, expected", [
+    (np.array([0, 1, 2, 3, 0, 1, 2, 0]), ValueError, "labels must lie in [0, 2] for mlp-tiny "
+     "(classes), got values from 0 to 3"),
+    (np.array([0, 1, -1, 2, 0, 1, 2, 0]), ValueError, "got values from -1 to 2"),
+    (np.array([0.0, 1, 2, 0, 0, 1, 2, 0], np.float32), TypeError,
+     "labels must be integer class ids for task 'classification', got dtype float32"),
+    (np.array([0, 1, 2, 0]), ValueError, "labels must have shape (8,) for mlp-tiny's outputs "
+     "(8, 3), got (4,)"),
+], ids=["too-large", "negative", "float", "short"])
+def test_bad_labels_are_refused_at_the_step_naming_labels(classifier_step, labels, error,
+                                                          expected):
+    spec, step, fresh = classifier_step
+    (x,), _ = spec.example_batch(jax.random.key(1), 8)
+    with pytest.raises(error, match=re.escape(expected)):
+        step(fresh(), (x,), jnp.asarray(labels))
+
+
+def test_a_label_under_the_mask_is_not_checked_and_a_bare_array_is_refused(classifier_step):
+    spec, step, fresh = classifier_step
+    (x,), _ = spec.example_batch(jax.random.key(1), 8)
+    labels = jnp.array([0, 1, 2, 0, 1, 2, 0, 7])
+    _, loss = step(fresh(), (x,), {"labels": labels, "mask": jnp.arange(8) < 7})
+    assert np.isfinite(float(loss))
+    with pytest.raises(TypeError, match=re.escape("inputs must be a tuple of the model's "
+                                                  "input arrays, e.g. (x,), got a bare")):
+        step(fresh(), x, labels % 3)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        train.make_eval_step(spec)(fresh().params, (x,), labels)
 
 
 # --- the console script -----------------------------------------------------------------------
@@ -282,5 +350,8 @@ def test_cli_trains_checkpoints_resumes_and_refuses_a_missing_checkpoint(tmp_pat
     steps = [json.loads(l)["step"] for l in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
     common[common.index("--checkpoint-dir") + 1] = str(tmp_path / "none")
+    assert cli.main(common + ["--resume"]) == 2
+    assert "no checkpoint directory at" in capsys.readouterr().err
+    (tmp_path / "none").mkdir()
     assert cli.main(common + ["--resume"]) == 2
     assert "no complete checkpoint" in capsys.readouterr().err

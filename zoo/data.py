@@ -543,11 +543,11 @@ def columns_loader(dataset, inputs: Sequence[str], target: str, *, batch_size: i
 
 
 def sequence_loader(dataset, column: str, tokenizer: CharTokenizer, *, batch_size: int,
-                    buckets: Sequence[int], task: str = "language_modelling",
+                    buckets: Sequence[int], task: str = "lm",
                     label_column: str | None = None, **kw) -> Loader:
     """Token batches ``[B, T]`` padded to their bucket length with masks.
 
-    * ``task="language_modelling"``: inputs ``tokens[:-1]``, labels ``tokens[1:]`` (the next
+    * ``task="lm"``: inputs ``tokens[:-1]``, labels ``tokens[1:]`` (the next
       token), mask 1 on real positions.
     * ``task="sequence_labelling"``: inputs the characters' ids (no bos/eos), labels the
       integer list in ``label_column``, one per character.
@@ -557,19 +557,19 @@ def sequence_loader(dataset, column: str, tokenizer: CharTokenizer, *, batch_siz
         KeyError: naming a column the dataset lacks.
         ValueError: for an unknown ``task``.
     """
-    _checks.one_of(task, "task", ("language_modelling", "sequence_labelling",
+    _checks.one_of(task, "task", ("lm", "sequence_labelling",
                                   "classification"))
-    needed = [column] + ([label_column] if task != "language_modelling" else [])
+    needed = [column] + ([label_column] if task != "lm" else [])
     if None in needed:
         raise ValueError(f"task {task!r} needs label_column")
     require_columns(dataset, needed)
     texts = dataset[column]
-    extra = 1 if task == "language_modelling" else -1   # +2 bos/eos, -1 shift | -2 bos/eos
+    extra = 1 if task == "lm" else -1   # +2 bos/eos, -1 shift | -2 bos/eos
     lengths = [len(t) + extra for t in texts]
 
     def collate(cols, length):
         ids = [tokenizer.encode(t) for t in cols[column]]
-        if task == "language_modelling":
+        if task == "lm":
             x, _ = pad([s[:-1] for s in ids], length)
             y, mask = pad([s[1:] for s in ids], length)
             return (x,), {"labels": y, "mask": mask}
