@@ -289,7 +289,7 @@ def plan(layers: Mapping[str, LayerCost], device: Device, *, dtype: str = "float
         sizes[longest] = (dataclasses.replace(s, ns=s.ns[:-1]) if len(s.ns) >= len(s.ds)
                           else dataclasses.replace(s, ds=s.ds[:-1]))
     cross_d = (64, 256, 1024)
-    cross_n = tuple(n for n in N_GRID[2:10] if all(
+    cross_n = tuple(n for n in N_GRID[2:9] if all(
         fits(layers[k], device, 16, n, d, itemsize, False)
         and pass_seconds(layers[k], device, 16, n, d) <= limits.max_case_s
         for k in ("self-attention", "recurrent-elman") if k in layers for d in cross_d))

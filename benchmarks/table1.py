@@ -559,7 +559,10 @@ def main(argv=None) -> int:
         harness.keep_freed_memory()
     device = None
     if args.full:
-        sweep, device = planned(args.dtype)
+        try:
+            sweep, device = planned(args.dtype)
+        except ValueError as err:           # a device too small for three sizes per fit
+            parser.error(str(err))
         print(planner.describe(sweep, device), file=sys.stderr)
         if args.plan:
             return 0
