@@ -317,9 +317,7 @@ def score_mutants(lm, wildtype: str, vocab: Mapping[str, int], *, tokens=None,
     mutate(wildtype, mutants)
     tokens = _wildtype_tokens(wildtype, vocab, tokens, offset)
     span = slice(offset, offset + len(wildtype))
-    log_prob_fn, hidden_fn = lm if isinstance(lm, tuple) else (None, lambda t: lm(t)[1])
-    log_probs, hidden = lm(tokens[None]) if log_prob_fn is None else (
-        log_prob_fn(tokens[None]), hidden_fn(tokens[None]))
+    log_probs, hidden, hidden_fn = _wildtype_pass(lm, tokens)
     ids = np.array([_token(vocab, m) for _, _, m in mutants], np.int64)
     sites = np.array([offset + p for p, _, _ in mutants], np.int64)
     prob = np.exp(np.asarray(log_probs, np.float64)[0, sites, ids])
@@ -329,6 +327,16 @@ def score_mutants(lm, wildtype: str, vocab: Mapping[str, int], *, tokens=None,
                             batch_size, span, ref)
               for i in range(0, len(mutants), batch_size)]
     return Scores(mutants, prob, np.concatenate(change) if change else np.zeros(0))
+
+
+def _wildtype_pass(lm, tokens):
+    """``(log_probs, hidden, hidden_fn)`` of the wild type's tokens under ``lm`` (one callable
+    or a ``(log_probs_fn, hidden_fn)`` pair)."""
+    if isinstance(lm, tuple):
+        log_prob_fn, hidden_fn = lm
+        return log_prob_fn(tokens[None]), hidden_fn(tokens[None]), hidden_fn
+    log_probs, hidden = lm(tokens[None])
+    return log_probs, hidden, lambda t: lm(t)[1]
 
 
 def _batch_change(hidden_fn, tokens, sites, ids, batch_size, span, ref):
