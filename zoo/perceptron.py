@@ -78,7 +78,7 @@ class Fit(NamedTuple):
         converged: whether an epoch made no mistakes.
     """
     params: Params
-    errors: Int[Array, "E"]
+    errors: Int[Array, "epochs"]
     epochs: Int[Array, ""]
     converged: jax.Array
 

@@ -193,7 +193,7 @@ def param_axes(cfg: Config) -> ParamAxes:
 
 @auto_inside
 def apply(params: Params, tokens: Int[Array, "B S"], tgt_in: Int[Array, "B T"] | None = None,
-          *, cfg: Config, key: jax.Array | None = None,
+          *, cfg: Config | None = None, key: jax.Array | None = None,
           train: bool = False) -> Float[Array, "B T V"]:
     """Logits of the model: ``apply(params, src, tgt_in, cfg=cfg)`` for an encoder-decoder,
     ``apply(params, tokens, cfg=cfg)`` for the other kinds.
@@ -203,7 +203,7 @@ def apply(params: Params, tokens: Int[Array, "B S"], tgt_in: Int[Array, "B T"] |
         tokens: integer tokens ``[B, T]``; for an encoder-decoder, the source ``[B, S]``.
         tgt_in: an encoder-decoder's target input ``[B, T]`` (``BOS`` then the target
             shifted right); ``None`` for the other kinds.
-        cfg: the model's config (keyword-only).
+        cfg: the model's config (keyword-only, required).
         key: dropout key (used when ``train``).
         train: apply dropout.
 
@@ -311,7 +311,7 @@ STACKS = ("encoder", "decoder", "cross")
 
 
 def attention_maps(params: Params, tokens: Int[Array, "B S"],
-                   tgt_in: Int[Array, "B T"] | None = None, *, cfg: Config,
+                   tgt_in: Int[Array, "B T"] | None = None, *, cfg: Config | None = None,
                    stack: str | None = None) -> Float[Array, "L B N T S"]:
     """Every layer's and head's attention weights ``[L, B, N, T, S]``, through the explicit
     path: ``softmax(q kᵀ/√H + M)`` of each layer, stacked over layers.
