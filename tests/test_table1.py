@@ -234,9 +234,22 @@ def test_unknown_layer_is_refused(capsys):
     assert "unknown layers ['lstm2']" in capsys.readouterr().err
 
 
-def test_full_plan_on_this_device_is_printed_without_running(capsys, tmp_path):
+def test_full_plan_is_printed_without_running(capsys, tmp_path, monkeypatch):
+    stated, _, _ = DEVICES["24 GiB CPU, 100 GFLOP/s"]
+    monkeypatch.setattr(planner, "measure_device", lambda dtype: stated)
     assert table1.main(["--full", "--plan", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("plan for ") and "GiB" in err and "TFLOP/s" in err
+    assert err.startswith("plan for cpu: 24.0 GiB, 0.1 TFLOP/s")
     assert all(f"  {name}: n [" in err for name in table1.LAYERS)
     assert not (tmp_path / "results.jsonl").exists()
+    tiny = planner.Device("tiny", memory_bytes=2 ** 20, flops_per_s=1e9)
+    monkeypatch.setattr(planner, "measure_device", lambda dtype: tiny)
+    with pytest.raises(SystemExit):
+        table1.main(["--full", "--plan"])
+    assert "no batch gives 3 saturated sizes" in capsys.readouterr().err
+
+
+def test_measured_device_has_memory_and_speed():
+    device = planner.measure_device("float32")
+    assert device.memory_bytes > 2 ** 26 and device.flops_per_s > 1e8
+    assert device.bytes_per_s > 1e8 and 0 < device.step_s < 1e-3 and device.call_s < 1e-1
