@@ -287,6 +287,16 @@ def test_run_config_refuses_bad_values_naming_the_field(field, value, expected):
         train.RunConfig(**{"steps": 5, field: value})
 
 
+def test_fit_checks_every_host_batch_before_it_reaches_the_device():
+    spec = zoo.get(MODEL)
+    (x,), y = spec.example_batch(jax.random.key(11), N)
+    y = np.asarray(y).copy()
+    y[-1] = 3                                  # one label past the 3 classes
+    loader = data.Loader.from_arrays((np.asarray(x),), y, batch_size=B, shuffle=False)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\] .* from 0 to 3"):
+        train.fit(spec, loader, train.RunConfig(steps=STEPS, progress=False), mesh=_single())
+
+
 def test_fit_refuses_data_that_is_not_batches():
     spec = zoo.get(MODEL)
     batch = spec.example_batch(jax.random.key(0), 8)
@@ -320,14 +330,14 @@ def test_bad_labels_are_refused_at_the_step_naming_labels(classifier_step, label
     spec, step, fresh = classifier_step
     (x,), _ = spec.example_batch(jax.random.key(1), 8)
     with pytest.raises(error, match=re.escape(expected)):
-        step(fresh(), (x,), jnp.asarray(labels))
+        step(fresh(), (x,), labels)             # host labels, as the loaders give them
 
 
 def test_a_label_under_the_mask_is_not_checked_and_a_bare_array_is_refused(classifier_step):
     spec, step, fresh = classifier_step
     (x,), _ = spec.example_batch(jax.random.key(1), 8)
-    labels = jnp.array([0, 1, 2, 0, 1, 2, 0, 7])
-    _, loss = step(fresh(), (x,), {"labels": labels, "mask": jnp.arange(8) < 7})
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 7])
+    _, loss = step(fresh(), (x,), {"labels": labels, "mask": np.arange(8) < 7})
     assert np.isfinite(float(loss))
     with pytest.raises(TypeError, match=re.escape("inputs must be a tuple of the model's "
                                                   "input arrays, e.g. (x,), got a bare")):

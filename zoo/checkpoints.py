@@ -245,8 +245,10 @@ class Checkpoints:
         return self._read(step, like, where)
 
     def _read(self, step, like, where):
+        placed = lambda x: x.sharding if isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) \
+            else None
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-            x.shape, x.dtype, sharding=getattr(x, "sharding", None)), like)
+            x.shape, x.dtype, sharding=placed(x)), like)
         args = self._ocp.args
         try:
             restored = self._open().restore(step, args=args.Composite(

@@ -18,7 +18,7 @@ import jax
 from flax import linen as nn
 from flax import nnx
 
-from zoo.registry import ModelSpec
+from zoo.registry import ModelSpec, get
 
 
 class LinenModel(nn.Module):
@@ -91,7 +91,6 @@ def to_equinox(spec: ModelSpec | str, key: jax.Array):
 
 def _spec(spec) -> ModelSpec:
     if isinstance(spec, str):
-        from zoo.registry import get
         return get(spec)
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec or a registry name, got {type(spec).__name__}")

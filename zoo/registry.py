@@ -19,6 +19,8 @@ from typing import Any
 
 import jax
 
+from zoo.losses import TASKS
+
 #: Family modules, in the order of the course.
 FAMILIES = (
     "perceptron",
@@ -112,7 +114,6 @@ def _family(name: str) -> ModuleType:
 
 
 def _task(family: str, module, cfg) -> str:
-    from zoo.losses import TASKS
     task = module.task_of(cfg) if family in TASK_BY_CONFIG else module.TASK
     if task not in TASKS:
         raise TypeError(f"family zoo.{family} declares task {task!r}; tasks are {list(TASKS)}")

@@ -132,8 +132,7 @@ class TrainConfig:
             _checks.positive_float(self.clip_norm, "clip_norm")
         _checks.positive_int(self.accumulate, "accumulate")
         _checks.dtype_name(self.dtype)
-        for name in ("b1", "b2"):
-            value = getattr(self, name)
+        for name, value in (("b1", self.b1), ("b2", self.b2)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 <= value < 1:
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
@@ -301,8 +300,10 @@ class BatchCheck:
     ``inputs`` must be a tuple (or list) of the model's positional inputs; for the tasks of
     :data:`CLASS_TASKS` the labels must be integers of the shape of the outputs without their
     last axis, in ``[0, C)`` where ``C`` is that axis's size (read off ``jax.eval_shape``);
-    binary labels lie in ``[0, 1]``. Values are checked when the arrays are concrete (not
-    under a caller's ``jit``); positions a mask zeroes are not checked.
+    binary labels lie in ``[0, 1]``. Shapes and dtypes are checked for every batch; values
+    where they are still on the host (NumPy arrays, as :func:`fit` checks each batch before
+    placing it), so that the check never waits on the device; positions a mask zeroes are
+    not checked.
 
     Raises (when called):
         TypeError: if ``inputs`` is a bare array or the labels are not integers.
@@ -331,10 +332,10 @@ class BatchCheck:
         if task in CLASS_TASKS and not jnp.issubdtype(labels.dtype, jnp.integer):
             raise TypeError(f"labels must be integer class ids for task {task!r}, got dtype "
                             f"{labels.dtype}")
-        if isinstance(labels, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
+        if not isinstance(labels, np.ndarray) or not isinstance(mask, (np.ndarray, type(None))):
             return
         high = out.shape[-1] - 1 if task in CLASS_TASKS else 1
-        lo, hi = (float(v) for v in _label_range(labels, mask))
+        lo, hi = _label_range(labels, mask)
         if lo < 0 or hi > high or not np.isfinite(lo + hi):
             raise ValueError(f"labels must lie in [0, {high}] for {self.spec.name} "
                              f"({'classes' if task in CLASS_TASKS else 'binary'}), got values "
@@ -349,13 +350,13 @@ class BatchCheck:
         return self._outputs[key]
 
 
-@jax.jit
-def _label_range(labels, mask):
-    keep = jnp.ones(labels.shape, bool) if mask is None else jnp.broadcast_to(
-        mask.reshape(mask.shape + (1,) * (labels.ndim - mask.ndim)) != 0, labels.shape)
-    values = labels.astype(jnp.float32)
-    return (jnp.min(jnp.where(keep, values, jnp.inf)),
-            jnp.max(jnp.where(keep, values, -jnp.inf)))
+def _label_range(labels: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
+    values = labels.astype(np.float64)
+    if mask is not None:
+        keep = np.broadcast_to(mask.reshape(mask.shape + (1,) * (labels.ndim - mask.ndim)) != 0,
+                               labels.shape)
+        values = values[keep]
+    return (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
 
 
 def global_batch(batch, mesh, global_size: int):
@@ -433,9 +434,9 @@ class RunConfig:
         _checks.positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
         if self.keep is not None:
             _checks.positive_int(self.keep, "keep")
-        for name in ("progress", "resume"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name, value in (("progress", self.progress), ("resume", self.resume)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
         if self.checkpoint_dir is None and (self.resume or self.checkpoint_every):
             which = "resume=True" if self.resume else "checkpoint_every"
             raise ValueError(f"{which} needs checkpoint_dir")
@@ -490,7 +491,7 @@ def fit(spec: ModelSpec, train_data: Batches, run: RunConfig, *,
     logger = _Logger(run.metrics_path, run.progress, total=run.steps, initial=int(state.step))
     try:
         after = _After(run, eval_fn, eval_data, mesh, logger, ckpt, train_data)
-        state = _loop(state, step_fn, train_data, run, mesh, logger, after)
+        state = _loop(trained, state, step_fn, train_data, run, mesh, logger, after)
     finally:
         logger.close()
         if ckpt is not None:
@@ -526,13 +527,16 @@ def _start(ckpt, run: RunConfig, state, train_data):
     return state
 
 
-def _loop(state, step_fn, train_data, run: RunConfig, mesh, logger, after):
+def _loop(spec, state, step_fn, train_data, run: RunConfig, mesh, logger, after):
     batches, batch_size = iter(train_data), train_data.batch_size
     start = int(state.step)
     stop = run.steps if run.until is None else min(run.until, run.steps)
     tick, seen_tokens, last = time.perf_counter(), 0, start
+    check = BatchCheck(spec)
     for done in range(start + 1, stop + 1):
-        inputs, targets = global_batch(next(batches), mesh, batch_size)
+        host = next(batches)
+        check(*host)
+        inputs, targets = global_batch(host, mesh, batch_size)
         state, loss = step_fn(state, inputs, targets)
         seen_tokens += _tokens(inputs)
         if not bool(_finite(loss, state.params)):
