@@ -270,7 +270,8 @@ def _preference(candidate):
 def plan(layers: Mapping[str, LayerCost], device: Device, *, dtype: str = "float32",
          window: int = 64, limits: Limits = Limits(), name: str = "full") -> Sweep:
     """A sweep of ``layers`` for ``device`` (every constraint of the module doc), trimmed
-    from the largest sizes down while its estimated time exceeds ``limits.budget_s``.
+    from the largest sizes down (never under three per fit) while its estimated time, the
+    crossover cases' included, exceeds ``limits.budget_s``.
 
     >>> from benchmarks import table1
     >>> gpu = Device("H100-like", memory_bytes=80 * 2 ** 30, flops_per_s=400e12)
@@ -281,19 +282,23 @@ def plan(layers: Mapping[str, LayerCost], device: Device, *, dtype: str = "float
     itemsize = _itemsize(dtype)
     sizes = {name_: plan_layer(layer, device, itemsize, limits)
              for name_, layer in layers.items()}
-    while estimate_seconds(layers, device, sizes) > limits.budget_s:
-        longest = max(sizes, key=lambda k: _layer_seconds(layers[k], device, sizes[k]))
-        s = sizes[longest]
-        if len(s.ns) <= 3 and len(s.ds) <= 3:
+    cross_d, batch = (64, 256, 1024), 16
+    pair = [k for k in ("self-attention", "recurrent-elman") if k in layers]
+    cross_n = tuple(n for n in N_GRID[2:9] if all(
+        fits(layers[k], device, batch, n, d, itemsize, False)
+        and pass_seconds(layers[k], device, batch, n, d, itemsize=itemsize)
+        <= limits.max_case_s for k in pair for d in cross_d))
+    cross_s = sum(device.compile_s + 4 * pass_seconds(layers[k], device, batch, n, d)
+                  for k in pair for d in cross_d for n in cross_n)
+    while estimate_seconds(layers, device, sizes) + cross_s > limits.budget_s:
+        trimmable = [k for k, s in sizes.items() if len(s.ns) > 3 or len(s.ds) > 3]
+        if not trimmable:
             break
+        longest = max(trimmable, key=lambda k: _layer_seconds(layers[k], device, sizes[k]))
+        s = sizes[longest]
         sizes[longest] = (dataclasses.replace(s, ns=s.ns[:-1]) if len(s.ns) >= len(s.ds)
                           else dataclasses.replace(s, ds=s.ds[:-1]))
-    cross_d = (64, 256, 1024)
-    cross_n = tuple(n for n in N_GRID[2:9] if all(
-        fits(layers[k], device, 16, n, d, itemsize, False)
-        and pass_seconds(layers[k], device, 16, n, d) <= limits.max_case_s
-        for k in ("self-attention", "recurrent-elman") if k in layers for d in cross_d))
-    return Sweep(name=name, sizes=sizes, window=window, crossover_batch=16,
+    return Sweep(name=name, sizes=sizes, window=window, crossover_batch=batch,
                  crossover_d=cross_d, crossover_n=cross_n, path_n=(16, 64, 256, 1024),
                  repeats=3, rounds=3, sample_s=0.05, min_time=limits.min_time,
                  peers="full", peer_repeats=5)

@@ -253,3 +253,17 @@ def test_measured_device_has_memory_and_speed():
     device = planner.measure_device("float32")
     assert device.memory_bytes > 2 ** 26 and device.flops_per_s > 1e8
     assert device.bytes_per_s > 1e8 and 0 < device.step_s < 1e-3 and device.call_s < 1e-1
+
+
+def test_plan_trims_its_largest_sizes_to_the_time_budget():
+    device, dtype, _ = DEVICES["80 GiB, 400 TFLOP/s"]
+    layers = table1.table(64)
+    roomy = planner.plan(layers, device, dtype=dtype, window=64)
+    tight = planner.plan(layers, device, dtype=dtype, window=64,
+                         limits=planner.Limits(budget_s=1.0))
+    for name in layers:
+        r, t = roomy.sizes[name], tight.sizes[name]
+        assert len(t.ns) == 3 and len(t.ds) == 3, name        # trimmed down to the minimum
+        assert t.ns == r.ns[:3] and t.ds == r.ds[:3], name     # from the largest sizes down
+    assert (planner.estimate_seconds(layers, device, tight.sizes)
+            < planner.estimate_seconds(layers, device, roomy.sizes))
