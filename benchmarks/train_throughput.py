@@ -148,14 +148,19 @@ def make_step(spec, optimizer, accumulate: int, remat: str):
     grad = jax.value_and_grad(jax.checkpoint(train.loss_fn(spec), policy=REMAT[remat]))
 
     def step(state, inputs, targets):
-        def body(total, batch):
-            value, g = grad(state.params, *batch)
+        key = None if state.key is None else jax.random.fold_in(
+            jax.random.wrap_key_data(state.key), state.step)     # as the trainer draws it
+        keys = None if key is None else jax.random.split(key, accumulate)
+
+        def body(total, xs):
+            (mi, mt), k = xs
+            value, g = grad(state.params, mi, mt, k)
             return jax.tree.map(jnp.add, total, (value, g)), None
         # micro-batch a holds rows a, a + A, a + 2A, ... as in the trainer
         micro = jax.tree.map(lambda x: x.reshape(-1, accumulate, *x.shape[1:]).swapaxes(0, 1),
                              (inputs, targets))
         zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-        (value, grads), _ = jax.lax.scan(body, zero, micro)
+        (value, grads), _ = jax.lax.scan(body, zero, (micro, keys))
         value, grads = value / accumulate, jax.tree.map(lambda g: g / accumulate, grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -172,7 +177,6 @@ def measure(run: Run, spec=None) -> dict:
     state = train.init_state(spec, opt, jax.random.key(0))
     inputs, targets = jax.device_put(
         spec.module.example_batch(jax.random.key(1), spec.config, run.batch, length=length))
-    state = state._replace(key=None)           # eval-mode dropout: the timed work is fixed
     step = make_step(spec, opt, run.accumulate, run.remat)
     start = time.perf_counter()
     state, loss = step(state, inputs, targets)
