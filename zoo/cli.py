@@ -250,11 +250,14 @@ def _train(args) -> int:
                                dtype=args.dtype)
     job = prepare.job(args, zoo.get(args.name))
     print(f"{job.spec.name}: {job.about}", flush=True)
-    mesh = None if args.mesh is None else sharding.make_mesh(args.mesh)
+    mesh = sharding.make_mesh() if args.mesh is None else sharding.make_mesh(args.mesh)
     loader = data.Loader.from_arrays(*job.train, batch_size=args.batch_size, seed=args.seed)
-    held = None if job.held is None else data.Loader.from_arrays(
-        *job.held, batch_size=min(args.batch_size, len(job.held[1])), shuffle=False,
-        repeat=False)
+    held = None
+    if job.held is not None:      # whole batches that split over the mesh's data axes
+        split = mesh.shape["data"] * mesh.shape["fsdp"]
+        size = min(args.batch_size, len(job.held[1])) // split * split
+        held = None if size == 0 else data.Loader.from_arrays(
+            *job.held, batch_size=size, shuffle=False, repeat=False)
     result = train.fit(job.spec, loader, run, config=config, mesh=mesh, eval_data=held)
     if jax.process_index() != 0:
         return 0

@@ -48,9 +48,10 @@ class Job(NamedTuple):
 
 # --- reading files ----------------------------------------------------------------------------
 
-def read_rows(source, record: dict) -> dict:
+def read_rows(source, record: dict, *, need_labels: bool = False) -> dict:
     """Columns ``id``, and ``sequence``, ``label``, ``features`` as the record asks, from a
-    FASTA or table file (labels only where the file has them)."""
+    FASTA or table file (labels where the file has them; ``need_labels``: a missing label
+    column is an error)."""
     if Path(str(source)).suffix.lower() in data.FASTA_SUFFIXES:
         return _fasta_rows(source, record.get("label_from_header"))
     table = data.load(source)
@@ -64,7 +65,8 @@ def read_rows(source, record: dict) -> dict:
         data.require_columns(columns, [record["sequence_column"]])
         rows["sequence"] = [str(s).strip() for s in columns[record["sequence_column"]]]
     label = record.get("label_column")
-    if label is not None and label in columns:
+    if label is not None and (need_labels or label in columns):
+        data.require_columns(columns, [label])
         rows["label"] = [str(v).strip() for v in columns[label]]
     return rows
 
@@ -166,7 +168,7 @@ def job(args, spec: ModelSpec) -> Job:
         raise ValueError(f"zoo train on a file trains language models (lm, masked_lm) and "
                          f"classifiers; {spec.name}'s task is {spec.task!r}")
     record = _record(args, spec)
-    rows = read_rows(args.data, record)
+    rows = read_rows(args.data, record, need_labels=spec.task == "classification")
     if record["task"] == "classification":
         if "label" not in rows:
             raise ValueError(f"{spec.name} is a classifier: give its labels with "
