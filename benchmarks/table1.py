@@ -273,27 +273,36 @@ def _log_ceil(n, k):
 
 def table(window: int = WINDOW) -> dict[str, Layer]:
     """The rows of Table 1, with restricted self-attention's window ``r = window``."""
+    one = lambda n: 1                                            # noqa: E731
+
+    def attention(name, row, complexity, path_text, n_exponent, r, path_theory, min_n):
+        return Layer(name=name, row=row, complexity=complexity, sequential="O(1)",
+                     path_length=path_text, n_exponent=n_exponent, d_exponent=1,
+                     build=_attention(r), count_build=_attention(r, "xla"),
+                     flops=_attention_flops(r), traffic=_attention_traffic(r),
+                     peak_bytes=_attention_bytes(r), steps=one, path_theory=path_theory,
+                     sequential_theory=one, probe=_attention_path(r), min_n=min_n)
+
     def recurrent(name, cell, gates):
-        return Layer(
-            name, "Recurrent", "O(n·d²)", "O(n)", "O(n)", 1, 2, _recurrent(cell),
-            _recurrent(cell, unroll=1), lambda b, n, d: 2.0 * b * n * 2 * gates * d * d,
-            _recurrent_traffic(gates), _recurrent_bytes(gates), lambda n: n, lambda n: n - 1,
-            lambda n: n,
-            _recurrent_path(cell))
+        return Layer(name=name, row="Recurrent", complexity="O(n·d²)", sequential="O(n)",
+                     path_length="O(n)", n_exponent=1, d_exponent=2, build=_recurrent(cell),
+                     count_build=_recurrent(cell, unroll=1),
+                     flops=lambda b, n, d: 2.0 * b * n * 2 * gates * d * d,
+                     traffic=_recurrent_traffic(gates), peak_bytes=_recurrent_bytes(gates),
+                     steps=lambda n: n, path_theory=lambda n: n - 1,
+                     sequential_theory=lambda n: n, probe=_recurrent_path(cell))
 
     def conv(name, dilation, path_text, path_theory, probe):
-        return Layer(
-            name, "Convolutional", "O(k·n·d²)", "O(1)", path_text, 1, 2, _conv(dilation),
-            _conv(dilation), lambda b, n, d: 2.0 * b * n * KERNEL * d * d, _conv_traffic,
-            _conv_bytes,
-            lambda n: 1, path_theory, lambda n: 1, probe)
+        return Layer(name=name, row="Convolutional", complexity="O(k·n·d²)", sequential="O(1)",
+                     path_length=path_text, n_exponent=1, d_exponent=2, build=_conv(dilation),
+                     count_build=_conv(dilation),
+                     flops=lambda b, n, d: 2.0 * b * n * KERNEL * d * d, traffic=_conv_traffic,
+                     peak_bytes=_conv_bytes, steps=one, path_theory=path_theory,
+                     sequential_theory=one, probe=probe)
 
     rows = [
-        Layer("self-attention", "Self-Attention", "O(n²·d)", "O(1)", "O(1)", 2, 1,
-              _attention(), _attention(implementation="xla"), _attention_flops(None),
-              _attention_traffic(None), _attention_bytes(None), lambda n: 1, lambda n: 1,
-              lambda n: 1,
-              _attention_path(None), min_n=32 * D_IN),
+        attention("self-attention", "Self-Attention", "O(n²·d)", "O(1)", 2, None, one,
+                  32 * D_IN),
         recurrent("recurrent-elman", "rnn", 1),
         recurrent("recurrent-gru", "gru", 3),
         recurrent("recurrent-lstm", "lstm", 4),
@@ -301,12 +310,8 @@ def table(window: int = WINDOW) -> dict[str, Layer]:
              _conv_path),
         conv("convolutional-dilated", KERNEL, "O(log_k n)", lambda n: _log_ceil(n, KERNEL),
              _dilated_path),
-        Layer("restricted-attention", "Self-Attention (restricted)", "O(r·n·d)", "O(1)",
-              "O(n/r)", 1, 1, _attention(window), _attention(window, "xla"),
-              _attention_flops(window), _attention_traffic(window), _attention_bytes(window),
-              lambda n: 1,
-              lambda n: math.ceil((n - 1) / window), lambda n: 1, _attention_path(window),
-              min_n=4 * window),
+        attention("restricted-attention", "Self-Attention (restricted)", "O(r·n·d)", "O(n/r)",
+                  1, window, lambda n: math.ceil((n - 1) / window), 4 * window),
     ]
     return {layer.name: layer for layer in rows}
 
