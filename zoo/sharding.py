@@ -247,14 +247,12 @@ def auto_inside(fn):
     ``Auto``; every output comes back split over the batch as ``x`` is.
 
     ``jax.make_mesh`` makes ``Explicit`` axes by default, where every operation must resolve
-    its output's sharding from its inputs' types: an embedding lookup of batch-split tokens,
-    a scan whose zero carry meets a batch-split update, or a reshape of a split axis is then
-    an error until told its output sharding. The models are written for ``Auto`` axes (the
-    compiler propagates shardings from the inputs and :func:`constrain`), so their public
-    entry points switch those axes to ``Auto`` for their body (``jax.sharding.auto_axes``)
-    and hand back outputs split as their batch input's leading axis is: for the caller, the
-    models behave like any ``Explicit``-mode function. With no ``Explicit`` axis current
-    (no mesh, ``Auto`` meshes, inside ``shard_map`` over all axes) ``fn`` runs unchanged.
+    its output's sharding from its inputs' types (an embedding lookup of batch-split tokens,
+    a scan whose zero carry meets a batch-split update, a reshape of a split axis fail until
+    told). The models are written for ``Auto`` axes, so their entry points switch those axes
+    to ``Auto`` for their body (``jax.sharding.auto_axes``) and hand back outputs split as
+    their batch input is, like any ``Explicit``-mode function. With no ``Explicit`` axis
+    current (no mesh, ``Auto`` meshes, inside ``shard_map``) ``fn`` runs unchanged.
 
     ``x`` is the first argument after ``params`` (its first leaf, if a pytree); every output
     leaf of ``fn`` leads with the batch axis (the model contract).
