@@ -282,12 +282,16 @@ def plan(layers: Mapping[str, LayerCost], device: Device, *, dtype: str = "float
     itemsize = _itemsize(dtype)
     sizes = {name_: plan_layer(layer, device, itemsize, limits)
              for name_, layer in layers.items()}
-    cross_d, batch = (64, 256, 1024), 16
+    batch = 16
     pair = [k for k in ("self-attention", "recurrent-elman") if k in layers]
-    cross_n = tuple(n for n in N_GRID[2:9] if all(
-        fits(layers[k], device, batch, n, d, itemsize, False)
-        and pass_seconds(layers[k], device, batch, n, d, itemsize=itemsize)
-        <= limits.max_case_s for k in pair for d in cross_d))
+
+    def crossover_ns(d):
+        return {n for n in N_GRID[2:9] if all(
+            fits(layers[k], device, batch, n, d, itemsize, False)
+            and pass_seconds(layers[k], device, batch, n, d, itemsize=itemsize)
+            <= limits.max_case_s for k in pair)}
+    cross_d = tuple(d for d in (64, 256, 1024) if len(crossover_ns(d)) >= 3)
+    cross_n = tuple(sorted(set.intersection(*map(crossover_ns, cross_d)))) if cross_d else ()
     cross_s = sum(device.compile_s + 4 * pass_seconds(layers[k], device, batch, n, d)
                   for k in pair for d in cross_d for n in cross_n)
     while estimate_seconds(layers, device, sizes) + cross_s > limits.budget_s:

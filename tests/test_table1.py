@@ -138,6 +138,12 @@ def test_plan_gives_every_fit_three_long_enough_sizes_within_memory(device_name)
         if name == "restricted-attention":
             assert min(s.ns) >= 4 * 64 and s.n >= 4 * 64      # the window matters there
     assert planner.estimate_seconds(layers, device, sweep.sizes) <= limits.budget_s
+    assert sweep.crossover_d and len(sweep.crossover_n) >= 3      # a ratio curve per d
+    for d in sweep.crossover_d:
+        for n in sweep.crossover_n:
+            for name in ("self-attention", "recurrent-elman"):
+                b = sweep.crossover_batch
+                assert layers[name].peak_bytes(b, n, d, itemsize, False) <= device.memory_bytes
 
 
 def test_attention_memory_estimate_grows_as_its_scores():
@@ -267,3 +273,20 @@ def test_plan_trims_its_largest_sizes_to_the_time_budget():
         assert t.ns == r.ns[:3] and t.ds == r.ds[:3], name     # from the largest sizes down
     assert (planner.estimate_seconds(layers, device, tight.sizes)
             < planner.estimate_seconds(layers, device, roomy.sizes))
+
+
+@pytest.mark.slow
+def test_full_run_on_a_stated_small_device_writes_the_planned_report(tmp_path, monkeypatch):
+    toy = planner.Device("toy", memory_bytes=2 ** 31, flops_per_s=2e10, bytes_per_s=2e10,
+                         step_s=1e-6, call_s=1e-6, compile_s=0.1)
+    monkeypatch.setattr(planner, "measure_device", lambda dtype: toy)
+    layers = "self-attention,recurrent-elman"
+    assert table1.main(["--full", "--layers", layers, "--out", str(tmp_path), "--no-peers",
+                        "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    sweep = summary["sweep"]
+    assert summary["device"]["name"] == "toy" and sweep["path_n"][-1] == 1024
+    for name, row in summary["rows"].items():
+        assert row["path"]["1024"] == (1023 if name.startswith("recurrent") else 1)
+        assert len(row["sequential"]) == len(sweep["sizes"][name]["ns"]) >= 3
+    assert summary["crossover"] and "## Planned sizes" in (tmp_path / "report.md").read_text()
