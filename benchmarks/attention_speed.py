@@ -19,6 +19,7 @@ import numpy as np
 from benchmarks import harness
 from zoo import attention as A
 from zoo import transformer as tf
+from zoo.kernels import attention_chunked, attention_local
 
 
 def _torch_time(fn, repeats):
@@ -34,9 +35,10 @@ def core_cases(b, n, heads, h, repeats):
     flops = 4 * b * heads * n * n * h
     rows = [
         ("core", "zoo chunked (implementation='auto' on CPU)",
-         harness.time_jax(lambda q, k, v: A.chunked_attention(q, k, v), q, k, v,
+         harness.time_jax(lambda q, k, v: attention_chunked.chunked_attention(q, k, v), q, k, v,
                           repeats=repeats),
-         harness.memory_analysis(lambda q, k, v: A.chunked_attention(q, k, v), q, k, v)),
+         harness.memory_analysis(lambda q, k, v: attention_chunked.chunked_attention(q, k, v),
+                                 q, k, v)),
         ("core", "zoo explicit (returns weights)",
          harness.time_jax(lambda q, k, v: A.dot_product_attention(q, k, v)[0], q, k, v,
                           repeats=repeats),
@@ -106,11 +108,12 @@ def window_cases(lengths, window, heads, h, repeats):
     out = []
     for n in lengths:
         q, = harness.random_inputs(jax.random.key(n), (1, n, heads, h))
+        tiles = lambda q: attention_local.local_attention(q, q, q, window=window)
         local = lambda q: A.local_attention(q, q, q, window=window)
-        full = lambda q: A.chunked_attention(q, q, q)
+        full = lambda q: attention_chunked.chunked_attention(q, q, q)
         full_explicit = lambda q: A.dot_product_attention(q, q, q)[0]
-        for name, fn in (("restricted (blocked)", local), ("full (chunked)", full),
-                         ("full (explicit)", full_explicit)):
+        for name, fn in (("restricted (CPU tiles)", tiles), ("restricted (plain blocked)", local),
+                         ("full (chunked)", full), ("full (explicit)", full_explicit)):
             rec = _record("window", name, harness.time_jax(fn, q, repeats=repeats),
                           harness.memory_analysis(fn, q), None, n=n, window=window,
                           heads=heads, head_dim=h)

@@ -283,7 +283,7 @@ def test_mask_equals_lengths_and_final_output_picks_each_end():
     x = _data(21)
     mask = jnp.arange(T)[None] < jnp.asarray(LENGTHS)[:, None]
     by_len = rnn.apply(params, x, jnp.asarray(LENGTHS), cfg)
-    assert_close(rnn.apply(params, x, None, cfg, mask=mask), by_len)
+    assert_close(rnn.apply(params, x, mask, cfg), by_len)
     seq = rnn.apply(params, x, jnp.asarray(LENGTHS), dataclasses.replace(cfg, output="sequence"))
     for b, n in enumerate(LENGTHS):        # forward ends at n-1, backward at 0
         assert_close(by_len[b, :D], seq[b, n - 1, :D])
@@ -391,12 +391,12 @@ def test_bad_inputs_raise_clear_errors():
         rnn.apply(params, x, jnp.array([3, 1]), cfg)
     with pytest.raises(TypeError, match="lengths must have a int dtype"):
         rnn.apply(params, x, jnp.array([3.0, 1.0, 1.0]), cfg)
-    with pytest.raises(ValueError, match="mask must have shape"):
-        rnn.apply(params, x, None, cfg, mask=jnp.ones((B, T + 1), bool))
+    with pytest.raises(ValueError, match=r"lengths \(a mask\) must have shape"):
+        rnn.apply(params, x, jnp.ones((B, T + 1), bool), cfg)
     with pytest.raises(ValueError, match="prefix mask"):
-        rnn.apply(params, x, None, cfg, mask=jnp.arange(T)[None].repeat(B, 0) % 2 == 0)
-    with pytest.raises(ValueError, match="not both"):
-        rnn.apply(params, x, jnp.array([3, 2, 1]), cfg, mask=jnp.ones((B, T), bool))
+        rnn.apply(params, x, jnp.arange(T)[None].repeat(B, 0) % 2 == 0, cfg)
+    with pytest.raises(TypeError, match="mask must have a bool dtype"):
+        rnn.apply(params, x, jnp.ones((B, T), jnp.int32), cfg)
     with pytest.raises(ValueError, match="empty sequence"):
         rnn.apply(params, x[:, :0], None, cfg)
     with pytest.raises(ValueError, match=r"initial_state.h must have shape \(3, 2, 6\)"):

@@ -33,8 +33,12 @@ Paths, all giving the same numbers (tested):
 (:func:`zoo.kernels.by_platform`): ``"auto"`` takes the CPU kernels where lowered for a CPU
 (measured faster there), cuDNN on a GPU where its arguments allow (16-bit dtype, head dim a
 multiple of 8 up to 128, no explicit mask; measured at 600+ TFLOP/s on an H200) and
-otherwise XLA's fused attention, or :func:`local_attention` for a window; ``"xla"`` forces
-the plain paths, ``"cudnn"`` cuDNN (a GPU, also for a window), ``"chunked"`` the CPU kernels.
+otherwise XLA's fused attention (in blocks of queries,
+:mod:`zoo.kernels.attention_query_blocks`, where its scores would not fit in memory at once),
+or :func:`local_attention` for a window; ``"xla"`` forces
+the plain paths, ``"cudnn"`` cuDNN (a GPU, also for a window), ``"chunked"`` the CPU kernels,
+``"splash"`` the Pallas TPU splash kernels (a TPU; self-attention with at most a key-padding
+mask). No TPU has been measured, so ``"auto"`` keeps the plain paths there.
 The CPU kernels have their own backward passes, so they support reverse-mode
 differentiation only; use ``"xla"`` for forward-mode (``jax.jvp``).
 
@@ -61,14 +65,14 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float
 
 from zoo import _checks, layers
-from zoo.kernels import (attention_chunked, attention_local, attention_window_cudnn,
-                         by_platform, has_platform)
+from zoo.kernels import (attention_chunked, attention_local, attention_query_blocks,
+                         attention_window_cudnn, by_platform, has_platform, splash)
 from zoo.layers import masked_softmax as _masked_softmax, score_dtype as _acc
 from zoo.sharding import auto_inside, constrain, gather_params
 from zoo.types import ParamAxes, Params
 
 TASK = "regression"
-IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked")
+IMPLEMENTATIONS = ("auto", "xla", "cudnn", "chunked", "splash")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -371,6 +375,8 @@ def attend(q, k, v, *, mask=None, causal=False, window=None, implementation="aut
             mask = band if mask is None else mask & band
             causal = False
         return dot_product_attention(q, k, v, mask=mask, causal=causal)
+    if implementation == "splash":
+        return _splash(q, k, v, mask, causal, window), None
     if window is not None:
         key_mask = None if mask is None else _key_mask(mask, q.shape[0], k.shape[1])
         return _local(q, k, v, key_mask, window, causal, implementation), None
@@ -385,6 +391,9 @@ def attend(q, k, v, *, mask=None, causal=False, window=None, implementation="aut
         _require_cudnn(q, mask)
         return cudnn(q, k, v, mask=mask), None
     cudnn_ok = mask is None and not _cudnn_reasons(q, None)
+    if not attention_query_blocks.fits(q.shape[0], q.shape[2], q.shape[1], k.shape[1]):
+        # the one-pass path would hold every score at once: blocks of queries instead
+        xla = functools.partial(attention_query_blocks.attention, causal=causal)
     return by_platform(q, k, v, mask, default=lambda q, k, v, m: xla(q, k, v, mask=m),
                        cpu=lambda q, k, v, m: cpu(q, k, v, mask=m),
                        cuda=(lambda q, k, v, m: cudnn(q, k, v)) if cudnn_ok else None), None
@@ -421,7 +430,7 @@ def _valid(mask, causal, t, s):
 def _key_mask(mask, batch, s):
     """A rank-4 mask that only pads keys (``[B|1, 1, 1, S]``) as ``[B, S]``."""
     if mask.shape[1] != 1 or mask.shape[2] != 1:
-        raise ValueError("with a window, mask must be a key-padding mask [B, S] or "
+        raise ValueError("with a window or splash, mask must be a key-padding mask [B, S] or "
                          f"[B, 1, 1, S], got {_checks.shape_str(mask.shape)}")
     return jnp.broadcast_to(mask[:, 0, 0, :], (batch, s))
 
@@ -441,6 +450,14 @@ def _local(q, k, v, key_mask, window, causal, implementation):
         _require_cudnn(q, key_mask)
         return attention_window_cudnn.local_attention(q, k, v, window=window, causal=causal)
     return by_platform(q, k, v, key_mask, default=plain, cpu=tiles)
+
+
+def _splash(q, k, v, mask, causal, window):
+    if not has_platform("tpu"):
+        raise ValueError("implementation='splash' needs a TPU; elsewhere the kernels run only "
+                         "in interpret mode: zoo.kernels.splash.attention(..., interpret=True)")
+    key_mask = None if mask is None else _key_mask(mask, q.shape[0], k.shape[1])
+    return splash.attention(q, k, v, causal=causal, window=window, key_mask=key_mask)
 
 
 def _cudnn_reasons(q, mask):

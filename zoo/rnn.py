@@ -204,16 +204,16 @@ def param_axes(cfg: Config) -> ParamAxes:
 
 @auto_inside
 def apply(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | None,
-          cfg: Config, *, mask=None, initial_state: State | None = None,
+          cfg: Config, *, initial_state: State | None = None,
           return_state: bool = False, key=None, train: bool = False):
     """Runs the stack over ``x`` and returns the top layer's output (through the head if any).
 
     Args:
         params: from :func:`init`.
         x: inputs ``[B, T, I]``, padded after each sequence's length.
-        lengths: valid steps per sequence ``[B]`` (ints in ``[0, T]``), or ``None`` for all.
+        lengths: valid steps per sequence ``[B]`` (ints in ``[0, T]``), or a ``[B, T]`` prefix
+            mask (True on each sequence's valid steps), or ``None`` for all.
         cfg: the model's config.
-        mask: alternatively to ``lengths``, a ``[B, T]`` prefix mask (True on valid steps).
         initial_state: a :class:`State` of ``[B, L·E, D]`` arrays (zeros if ``None``).
         return_state: also return the final :class:`State`.
         key, train: unused (no dropout); accepted for the contract.
@@ -225,10 +225,10 @@ def apply(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | N
 
     Raises:
         ValueError: wrong ranks or shapes, an empty sequence or batch, lengths outside
-            ``[0, T]`` (checked under ``jit`` too), a mask that is not a prefix mask, both
-            ``lengths`` and ``mask``, an initial state of the wrong shape, params of another
-            config, ``implementation="cudnn"`` where it cannot run.
-        TypeError: ``x`` not a number array, ``lengths`` not integers, ``mask`` not bools.
+            ``[0, T]`` (checked under ``jit`` too), a mask that is not a prefix mask, an
+            initial state of the wrong shape, params of another config,
+            ``implementation="cudnn"`` where it cannot run.
+        TypeError: ``x`` not a number array, ``lengths`` neither integers nor bools.
 
     >>> cfg = PRESETS["tiny"]
     >>> params = init(jax.random.key(0), cfg)
@@ -237,7 +237,7 @@ def apply(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | N
     (2, 3)
     """
     _checks.check_params(params, init, cfg)
-    lengths = _check_inputs(x, lengths, mask, initial_state, cfg)
+    lengths = _check_inputs(x, lengths, initial_state, cfg)
     y, state = _apply(params, x, lengths, initial_state, cfg)
     return (y, state) if return_state else y
 
@@ -367,7 +367,7 @@ def gradient_norms(params: Params, x: Float[Array, "B T I"],
     >>> g.shape
     (2, 5)
     """
-    _check_inputs(x, None, None, None, cfg)
+    _check_inputs(x, None, None, cfg)
     fwd = cfg.num_layers * cfg.directions - cfg.directions
 
     def last_h(x1):
@@ -458,11 +458,11 @@ def _loops_layer(w, xs, mask, carry, cfg, *, groups):
     """The loop of :mod:`zoo.kernels.rnn_loops` for the cell of ``cfg``."""
     if cfg.cell == "lstm":
         unroll = cfg.unroll or rnn_loops.LSTM_UNROLL
-        ys, h, c = rnn_loops.lstm_layer(xs, w["w_i"], w["b_in"], w["w_h"], carry.h, carry.c,
-                                        mask, unroll=unroll, groups=groups)
+        ys, h, c = rnn_loops.lstm_layer(xs, (w["w_i"], w["b_in"], w["w_h"]), carry, mask,
+                                        unroll=unroll, groups=groups)
         return State(h, c), ys
     core = functools.partial(_core_with_cfg, cfg=cfg)
-    return rnn_loops.gated_layer(core, w["w_i"], w["b_in"], w["w_h"], w["b_h"], xs, mask,
+    return rnn_loops.gated_layer(core, (w["w_i"], w["b_in"], w["w_h"], w["b_h"]), xs, mask,
                                  carry, unroll=cfg.unroll or 1)
 
 
@@ -574,24 +574,25 @@ def _uniform(key, shape, bound):
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
-def _check_inputs(x, lengths, mask, initial_state, cfg):
-    """Validates the inputs of :func:`apply`; returns the lengths (from ``mask`` if given)."""
+def _check_inputs(x, lengths, initial_state, cfg):
+    """Validates the inputs of :func:`apply`; returns the lengths (from a mask if given)."""
     _checks.check_array(x, "x", shape=(None, None, cfg.in_dim), letters="B T I", kind="number")
     b, t = x.shape[:2]
     if t == 0 or b == 0:
         what = "an empty sequence" if t == 0 else "an empty batch"
         raise ValueError(f"x is {what}: shape {_checks.shape_str(x.shape)} has "
                          f"{'T' if t == 0 else 'B'} = 0")
-    if lengths is not None and mask is not None:
-        raise ValueError("pass lengths or mask, not both")
-    if mask is not None:
-        _checks.check_array(mask, "mask", shape=(b, t), letters="B T")
+    if lengths is not None and getattr(lengths, "ndim", 1) == 2:
+        mask = lengths
+        _checks.check_array(mask, "lengths (a mask)", shape=(b, t), letters="B T")
         if mask.dtype != jnp.bool_:
-            raise TypeError(f"mask must have a bool dtype, got {mask.dtype}")
+            raise TypeError(f"lengths given as a [B, T] mask must have a bool dtype, got "
+                            f"{mask.dtype}")
         lengths = mask.sum(-1).astype(jnp.int32)
         if not isinstance(mask, jax.core.Tracer) and not np.array_equal(
                 np.asarray(mask), np.arange(t)[None] < np.asarray(lengths)[:, None]):
-            raise ValueError("mask must be a prefix mask (True on each sequence's first steps)")
+            raise ValueError("lengths given as a [B, T] mask must be a prefix mask (True on "
+                             "each sequence's first steps)")
     elif lengths is not None:
         _checks.check_array(lengths, "lengths", shape=(b,), letters="B", kind="int")
         _checks.in_range(lengths, "lengths", 0, t, what="valid steps per sequence",

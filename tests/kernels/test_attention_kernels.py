@@ -107,3 +107,75 @@ def test_cudnn_window_equals_the_band_masked_explicit_path_on_a_gpu(causal):
     w = jax.grad(lambda *a: want(*a).astype(jnp.float32).sum(), argnums=(0, 1, 2))(q, k, v)
     for a, b in zip(g, w):
         assert_close(a, b, "bfloat16", atol=5e-2)
+
+
+def test_splash_forward_in_interpret_mode_with_a_window_and_key_padding():
+    from zoo.kernels import splash
+    q, k, v = _qkv(t=37, s=37)
+    key_mask = jnp.ones((B, 37), bool).at[1, 30:].set(False)
+    band = numpy_band(37, 5) & np.asarray(key_mask)[:, None, None, :]
+    got = splash.attention(q, k, v, window=5, key_mask=key_mask, interpret=True)
+    assert_close(got, numpy_attention(q, k, v, band), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("causal, window", [(False, 5), (True, None)])
+def test_splash_in_interpret_mode_equals_the_explicit_path(causal, window):
+    # Pallas TPU kernels run on a CPU in interpret mode: a window (LocalMask), causality,
+    # grouped heads, key padding and a length that is not a block multiple; values and
+    # gradients.
+    from zoo.kernels import splash
+    q, k, v = _qkv(t=37, s=37)
+    key_mask = jnp.ones((B, 37), bool).at[1, 30:].set(False)
+    band = (numpy_band(37, window, causal) if window else
+            numpy_band(37, 37, causal)) & np.asarray(key_mask)[:, None, None, :]
+    f = lambda *a: splash.attention(*a, causal=causal, window=window, key_mask=key_mask,
+                                    interpret=True)
+    assert_close(f(q, k, v), numpy_attention(q, k, v, band), rtol=1e-5, atol=1e-5)
+    grads = jax.grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(lambda *a: (A.dot_product_attention(*a, mask=jnp.asarray(band))[0] ** 2
+                                ).sum(), argnums=(0, 1, 2))(q, k, v)
+    for g, w in zip(grads, want):
+        assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not has_platform("tpu"), reason="splash kernels compile for a TPU only")
+@pytest.mark.parametrize("window", [None, 64])
+def test_splash_on_a_tpu_equals_the_explicit_path(window):
+    ks = jax.random.split(jax.random.key(8), 3)
+    q, k, v = (jax.random.normal(kk, (2, 1024, 4, 128), jnp.float32) for kk in ks)
+    band = jnp.asarray(numpy_band(1024, window or 1024))
+    got = A.attend(q, k, v, window=window, implementation="splash")[0]
+    assert_close(got, A.dot_product_attention(q, k, v, mask=band)[0], "float32")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("rows", [1, 3, 7])
+def test_query_blocks_equal_the_explicit_path_with_masks_and_gradients(rows, causal):
+    # blocks of 1, 3 (T 7 padded to 9) and all 7 queries; grouped heads, a mask broadcast
+    # over heads with a fully masked row; values and gradients
+    from zoo.kernels import attention_query_blocks as qb
+    q, k, v = _qkv()
+    mask = _random_mask(6, (B, 1, T, S)).at[:, :, 2].set(False)
+    budget = rows * B * N * S
+    f = lambda *a: qb.attention(*a, mask=mask, causal=causal, budget=budget)
+    ref_mask = np.asarray(mask) & (np.tril(np.ones((T, S), bool)) if causal else True)
+    assert_close(f(q, k, v), numpy_attention(q, k, v, ref_mask))
+    grads = jax.grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(lambda *a: (A.dot_product_attention(*a, mask=mask, causal=causal)[0] ** 2
+                                ).sum(), argnums=(0, 1, 2))(q, k, v)
+    for g, w in zip(grads, want):
+        assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_runs_query_blocks_where_the_scores_would_not_fit(monkeypatch):
+    from jax import export
+    from zoo.kernels import attention_query_blocks as qb
+    q = jnp.zeros((2, 64, 4, 8))
+    # a new function each time: jit would reuse the first trace of the same one
+    text = lambda: export.export(jax.jit(lambda q: A.attend(q, q, q)[0]),
+                                 platforms=("cuda",))(q).mlir_module()
+    assert "stablehlo.while" not in text()
+    monkeypatch.setattr(qb, "SCORE_BUDGET", 2 * 4 * 64 * 16)    # 16 queries a block
+    assert not qb.fits(2, 4, 64, 64)
+    assert "stablehlo.while" in text()

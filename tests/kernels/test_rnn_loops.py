@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from zoo import rnn
 from zoo.kernels import rnn_loops
@@ -66,12 +65,12 @@ def test_chunk_length_does_not_change_results(cell, steps):
 
     def kernel(p_w_i, x, h0):
         if cell == "lstm":
-            ys, h, c = rnn_loops.lstm_layer(x, p_w_i, b_in, p["w_h_dgd"], h0, h0 * 0.5, None,
-                                            groups=1, steps=steps)
+            ys, h, c = rnn_loops.lstm_layer(x, (p_w_i, b_in, p["w_h_dgd"]), (h0, h0 * 0.5),
+                                            None, groups=1, steps=steps)
             return ys, h, c
         carry, ys = rnn_loops.gated_layer(
-            lambda w_h, b_h, c, xp: rnn._core_gru(w_h, b_h, c, xp, cfg), p_w_i, b_in,
-            p["w_h_dgd"], b_h, x, None, rnn.State(h0), steps=steps)
+            lambda w_h, b_h, c, xp: rnn._core_gru(w_h, b_h, c, xp, cfg),
+            (p_w_i, b_in, p["w_h_dgd"], b_h), x, None, rnn.State(h0), steps=steps)
         return ys, carry.h
 
     def plain(p_w_i, x, h0):
@@ -89,23 +88,6 @@ def test_chunk_length_does_not_change_results(cell, steps):
     g_plain = jax.grad(scalar(plain), argnums=(0, 1, 2))(p["w_i_igd"], x, h0)
     for a, b in zip(g_kernel, g_plain):
         assert_close(a, b)
-
-
-@settings(max_examples=200, deadline=None)
-@given(t=st.integers(1, 2000), b=st.integers(1, 256), width=st.integers(1, 4096),
-       itemsize=st.sampled_from([2, 4, 8]))
-def test_chunk_length_covers_the_sequence_with_least_padding(t, b, width, itemsize):
-    # What the policy promises, read off its definition: one chunk when the sequence fits
-    # the cap; else no more chunks than the cap forces, each no longer than the cap, and
-    # fewer padded steps than chunks.
-    cap = max(rnn_loops.CHUNK, rnn_loops.CHUNK_BYTES // (b * width * itemsize))
-    c = rnn_loops.chunk_length(t, b, width, itemsize)
-    chunks = -(-t // c)
-    if t <= cap:
-        assert c == t
-    else:
-        assert c <= cap and chunks == -(-t // cap) or (t % c == 0 and c > cap // 2)
-        assert chunks * c - t < chunks
 
 
 def test_chunk_length_refuses_bad_arguments():

@@ -61,7 +61,7 @@ def _chunked(q, k, v, mask, causal, blk):
 
 
 def _chunked_forward(q, k, v, mask, causal, blk):
-    """``(out [B, T, N, H], lse [BK, nb, G, blk])``: the output and each row's log-sum-exp."""
+    """``(out [B, T, N, H], lse [BK, J, Q, blk])``: the output and each row's log-sum-exp."""
     ctx = _Chunks(q, k, mask, causal, blk)
 
     def pair(i):
@@ -71,7 +71,7 @@ def _chunked_forward(q, k, v, mask, causal, blk):
             return _block_attention(ctx.block(qi, j), ki, vi, ctx.valid(i, j))
         return ctx.over_blocks(one)
 
-    out, lse = jax.lax.map(pair, jnp.arange(ctx.pairs))                  # BK nb G blk (H)
+    out, lse = jax.lax.map(pair, jnp.arange(ctx.pairs))                  # BK J Q blk (H)
     out = ctx.unslice(out)
     return out, (q, k, v, mask, out, lse)
 
@@ -90,17 +90,17 @@ def _chunked_backward(causal, blk, res, d_out):
         doi, oi = ctx.slice(d_out.astype(q.dtype), i), ctx.slice(out, i)
 
         def one(acc, j):
-            qb, dob = ctx.block(qi, j), ctx.block(doi, j)                 # G blk H
-            s = jnp.einsum("gbh,sh->gbs", qb, ki, preferred_element_type=_acc(qb)) * ctx.scale
+            qb, dob = ctx.block(qi, j), ctx.block(doi, j)                 # Q blk H
+            s = jnp.einsum("qbh,sh->qbs", qb, ki, preferred_element_type=_acc(qb)) * ctx.scale
             p = jnp.exp(s - lse[i, j][..., None])
             valid = ctx.valid(i, j)
             if valid is not None:
                 p = jnp.where(valid, p, 0.0)
-            dp = jnp.einsum("gbh,sh->gbs", dob, vi, preferred_element_type=_acc(qb))
+            dp = jnp.einsum("qbh,sh->qbs", dob, vi, preferred_element_type=_acc(qb))
             ds = p * (dp - (dob * ctx.block(oi, j)).sum(-1, keepdims=True))
-            dk = acc[0] + jnp.einsum("gbs,gbh->sh", ds, qb)
-            dv = acc[1] + jnp.einsum("gbs,gbh->sh", p, dob)
-            return (dk, dv), jnp.einsum("gbs,sh->gbh", ds, ki) * ctx.scale
+            dk = acc[0] + jnp.einsum("qbs,qbh->sh", ds, qb)
+            dv = acc[1] + jnp.einsum("qbs,qbh->sh", p, dob)
+            return (dk, dv), jnp.einsum("qbs,sh->qbh", ds, ki) * ctx.scale
         zero = vary_together(jnp.zeros(ki.shape, _acc(q)), ki)[0]
         (dk, dv), dq = jax.lax.scan(one, (zero, zero), jnp.arange(ctx.nb))
         return dq, dk * ctx.scale, dv
@@ -127,7 +127,7 @@ class _Chunks:
         self.mask = None if mask is None else _pad_rows(mask, self.nb * blk)
 
     def slice(self, x, i):
-        """``[B, T, N, H]`` -> pair ``i``'s ``[T', G, H]`` (padded ``T' = nb·blk``). Slicing
+        """``[B, T, N, H]`` -> pair ``i``'s ``[T', Q, H]`` (padded ``T' = J·blk``). Slicing
         here, rather than transposing whole inputs beforehand, keeps the copies in cache
         (1.2x faster forward at B 8, n 1024, 8 heads of 64)."""
         x = jax.lax.dynamic_index_in_dim(x, i // self.kh, 0, keepdims=False)
@@ -140,11 +140,11 @@ class _Chunks:
         return jax.lax.dynamic_index_in_dim(x, i % self.kh, 1, keepdims=False)
 
     def block(self, xi, j):
-        """Block ``j`` of a pair's ``[T', G, H]`` as ``[G, blk, H]``."""
+        """Block ``j`` of a pair's ``[T', Q, H]`` as ``[Q, blk, H]``."""
         return jax.lax.dynamic_slice_in_dim(xi, j * self.blk, self.blk, 0).transpose(1, 0, 2)
 
     def valid(self, i, j):
-        """Pair ``i``, block ``j``'s mask ``[G|1, blk|1, S]`` (or None)."""
+        """Pair ``i``, block ``j``'s mask ``[Q|1, blk|1, S]`` (or None)."""
         valid = None if self.mask is None else _mask_block(
             self.mask, i // self.kh, i % self.kh, j, self.g, self.blk)
         if self.causal:
@@ -157,7 +157,7 @@ class _Chunks:
             jax.lax.map(one, jnp.arange(self.nb))
 
     def unslice(self, x):
-        """Per-pair blocks ``[BK, nb, G, blk, H]`` -> ``[B, T, N, H]``."""
+        """Per-pair blocks ``[BK, J, Q, blk, H]`` -> ``[B, T, N, H]``."""
         x = x.reshape(self.b, self.kh, self.nb, self.g, self.blk, self.h)
         x = x.transpose(0, 2, 4, 1, 3, 5).reshape(self.b, self.nb * self.blk, -1, self.h)
         return x[:, :self.t]
@@ -173,9 +173,9 @@ def _query_block(g, s_len):
 
 
 def _block_attention(qb, k, v, valid):
-    """One block: ``qb [G, b, H]``, ``k, v [S, H]``, ``valid`` broadcastable to ``[G, b, S]``
-    or None. Returns ``(out [G, b, H], lse [G, b])``; rows with no valid key give zeros."""
-    s = jnp.einsum("gbh,sh->gbs", qb, k, preferred_element_type=_acc(qb))
+    """One block: ``qb [Q, b, H]``, ``k, v [S, H]``, ``valid`` broadcastable to ``[Q, b, S]``
+    or None. Returns ``(out [Q, b, H], lse [Q, b])``; rows with no valid key give zeros."""
+    s = jnp.einsum("qbh,sh->qbs", qb, k, preferred_element_type=_acc(qb))
     s = s * (1.0 / math.sqrt(qb.shape[-1]))
     if valid is not None:
         s = jnp.where(valid, s, _NEG)
@@ -184,7 +184,7 @@ def _block_attention(qb, k, v, valid):
     if valid is not None:
         e = jnp.where(valid, e, 0.0)
     denom = e.sum(-1, keepdims=True)
-    o = jnp.matmul(e.astype(v.dtype), v, preferred_element_type=_acc(v))     # G b H
+    o = jnp.matmul(e.astype(v.dtype), v, preferred_element_type=_acc(v))     # Q b H
     if valid is not None:
         denom = jnp.where(denom > 0, denom, 1.0)
     return (o / denom).astype(v.dtype), (m + jnp.log(denom))[..., 0]
@@ -198,7 +198,7 @@ def _pad_rows(mask, rows):
 
 
 def _mask_block(mask, bi, ki, j, g, blk):
-    """The ``[G|1, blk|1, S|1]`` part of a rank-4 mask for batch ``bi``, key/value head ``ki``
+    """The ``[Q|1, blk|1, S|1]`` part of a rank-4 mask for batch ``bi``, key/value head ``ki``
     and query block ``j`` (axes of size 1 stay broadcast)."""
     m = jax.lax.dynamic_index_in_dim(mask, bi if mask.shape[0] > 1 else 0, 0, keepdims=False)
     if m.shape[0] > 1:

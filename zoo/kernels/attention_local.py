@@ -14,7 +14,6 @@ key/value heads, ``Q`` query heads per key/value head, ``H`` head dim, ``R`` win
 blocks of a tile.
 """
 
-import functools
 import math
 
 import jax
@@ -78,11 +77,12 @@ def local_attention(q: Float[Array, "B T N H"], k: Float[Array, "B T K H"],
     lead = lambda x, per_tile: x.reshape((bsz * tiles // rows, rows, per_tile) + x.shape[2:])
     args = [lead(x, span * blk) for x in (q, k, v, key_valid)]
     args += [lead(a, blk) for a in _halos(k, v, key_valid, tiles, blk)]
-    tile = jax.checkpoint(functools.partial(_local_tile, window=window, causal=causal, blk=blk))
+    tile = jax.checkpoint(lambda a: _local_tile(a[:4], a[4:7], a[7:], window=window,
+                                                causal=causal, blk=blk))
     if len(args[0]) == 1:
-        out = tile(*(a[0] for a in args))
+        out = tile([a[0] for a in args])
     else:
-        out = jax.lax.map(lambda a: tile(*a), args)
+        out = jax.lax.map(tile, args)
     return out.reshape(bsz, length, n, h)[:, :t]
 
 
@@ -116,17 +116,18 @@ def _halos(k, v, valid, tiles, blk):
     return [edges(x, first) for first in (True, False) for x in (k, v, valid)]
 
 
-def _local_tile(q, k, v, valid, k_before, v_before, valid_before, k_after, v_after,
-                valid_after, *, window, causal, blk):
-    """Banded attention on one tile: ``q [B, T, N, H]`` (``T = J·b``, J blocks), ``k, v
-    [B, T, K, H]``, key ``valid [B, T]``, and the key block just before and just after the
-    tile (``[B, b, ..]``). Query block ``i`` reads key blocks ``i − 1 .. i + 1``
+def _local_tile(tile, before, after, *, window, causal, blk):
+    """Banded attention on one tile: ``tile = (q [B, T, N, H], k, v [B, T, K, H], key valid
+    [B, T])`` (``T = J·b``, J blocks), and ``before``/``after``, the ``(k, v, valid)`` of the
+    key block just before and just after the tile (``[B, b, ..]``). Query block ``i`` reads key blocks ``i − 1 .. i + 1``
     (``i − 1, i`` when causal).
 
     Heads move ahead of positions first (``[B, K, J, .., H]``), so both products are batched
     over ``(B, K, J)`` with ``H`` the minor axis of every operand (XLA:CPU transposed ``H``
     element by element otherwise).
     """
+    (q, k, v, valid), (k_before, v_before, valid_before) = tile, before
+    k_after, v_after, valid_after = after
     r, length, n, h = q.shape
     kh = k.shape[2]
     span = length // blk

@@ -63,15 +63,17 @@ def chunk_length(t: int, b: int, width: int, itemsize: int) -> int:
     return divisor or -(-t // -(-t // cap))
 
 
-def gated_layer(core, w_i, b_in, w_h, b_h, xs, mask, carry, *, unroll: int = 1,
+def gated_layer(core, weights, xs, mask, carry, *, unroll: int = 1,
                 steps: int | None = None):
     """One direction of an Elman or GRU layer in chunks: ``(final carry, ys [B, T, D])``.
 
     ``core(w_h, b_h, carry, xp_t) -> carry`` is the family's cell on one step, with ``xp_t``
     a tuple of the ``G`` gates' projected inputs ``[B, D]``; ``carry`` is a tuple whose first
-    entry is ``h``. ``w_i [I, G, D]``, ``b_in [G, D]`` (the biases added to the projection),
-    ``mask [B, T]`` (a prefix mask) or None; ``steps`` overrides :func:`chunk_length`.
+    entry is ``h``. ``weights = (w_i [I, G, D], b_in [G, D], w_h, b_h)`` (``b_in``: the biases
+    added to the projection; ``w_h, b_h`` go to ``core``), ``mask [B, T]`` (a prefix mask) or
+    None; ``steps`` overrides :func:`chunk_length`.
     """
+    w_i, b_in, w_h, b_h = weights
     b, t = xs.shape[:2]
     g, d = b_in.shape
     steps = steps or chunk_length(t, b, g * d, xs.dtype.itemsize)
@@ -101,22 +103,24 @@ def gated_layer(core, w_i, b_in, w_h, b_h, xs, mask, carry, *, unroll: int = 1,
     return carry, ys[:, :t]
 
 
-def lstm_layer(xs, w_i, b, w_h, h0, c0, mask, *, unroll: int = LSTM_UNROLL, groups: int = 1,
+def lstm_layer(xs, weights, state, mask, *, unroll: int = LSTM_UNROLL, groups: int = 1,
                steps: int | None = None):
     """``(ys [B, T, D], h_T, c_T)`` of one LSTM direction over ``xs [B, T, I]``.
 
-    ``w_i [I, 4, D]``, ``b [4, D]`` (both biases), ``w_h [D, 4, D]``, ``mask [B, T]`` (a
-    prefix mask) or None; the step loop runs the batch as ``groups`` groups of rows where each
-    keeps :data:`MIN_GROUP_ROWS` (else one). Equal to scanning the LSTM cell up to float32
-    rounding. ``T`` is padded to a multiple of the chunk length with masked steps.
+    ``weights = (w_i [I, 4, D], b [4, D] (both biases), w_h [D, 4, D])``, ``state = (h_0,
+    c_0)``, ``mask [B, T]`` (a prefix mask) or None; the step loop runs the batch as
+    ``groups`` groups of rows where each keeps :data:`MIN_GROUP_ROWS` (else one). Equal to
+    scanning the LSTM cell up to float32 rounding. ``T`` is padded to a multiple of the chunk
+    length with masked steps.
     """
     t = xs.shape[1]
+    w_h = weights[2]
     steps = steps or chunk_length(t, xs.shape[0], w_h.shape[1] * w_h.shape[2],
                                   xs.dtype.itemsize)
-    xs, w_i, b, w_h, h0, c0 = vary_together(xs, w_i, b, w_h, h0, c0)
+    xs, weights, state = vary_together(xs, tuple(weights), tuple(state))
     xs, mask = pad_to_chunks(xs, mask, steps)
     n = row_groups(xs.shape[0], groups)
-    ys, h, c = _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll, steps, n)
+    ys, h, c = _lstm_scan(xs, weights, state, mask, unroll, steps, n)
     return ys[:, :t], h, c
 
 
@@ -170,8 +174,8 @@ def sequence_buffer(xs, width):
 
 # --- the LSTM with a hand-written backward pass -------------------------------------------------
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
-def _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll, steps, groups):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _lstm_scan(xs, weights, state, mask, unroll, steps, groups):
     """The LSTM recurrence over ``xs [B, T, I]`` in chunks of ``steps`` (which divides
     ``T``); returns ``(ys [B, T, D], h_T, c_T)``.
 
@@ -179,7 +183,7 @@ def _lstm_scan(xs, w_i, b, w_h, h0, c0, mask, unroll, steps, groups):
     step scan, then per chunk ``dW_h += H_{prev}ᵀ dA``, ``dW_i += Xᵀ dA`` and ``dX = dA W_iᵀ``
     as ``[C·B, ·]`` matrix products, so gate gradients never fill a whole-sequence buffer.
     """
-    return _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, steps, groups, save=False)[0]
+    return _lstm_forward(xs, weights, state, mask, unroll, steps, groups, save=False)[0]
 
 
 def _split_rows(a, n):
@@ -207,7 +211,8 @@ def _gate_activations(zi, zf, zg, zo):
     return 0.5 + 0.5 * zi, 0.5 + 0.5 * zf, zg, 0.5 + 0.5 * zo
 
 
-def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, steps, groups, save=True):
+def _lstm_forward(xs, weights, state, mask, unroll, steps, groups, save=True):
+    (w_i, b, w_h), (h0, c0) = weights, state
     bsz, d = xs.shape[0], w_h.shape[0]
     n = groups
     scale = jnp.asarray(_GATE_SCALE, xs.dtype)[:, None]                  # [4, 1]
@@ -252,14 +257,14 @@ def _lstm_forward(xs, w_i, b, w_h, h0, c0, mask, unroll, steps, groups, save=Tru
     return (ys, h, c), (xs, w_i, w_h, h0, ys, z, c_prev, mask)
 
 
-def _lstm_cell_backward(dh, dc, dy, zi, zf, zg, zo, c_p, m_t, w_t):
+def _lstm_cell_backward(dh, dc, dy, z, c_p, m_t, w_t):
     """One step back: with ``u = dh + dy`` and ``c_t = f c_{t−1} + i g``,
 
         dc_t = dc + u·o·(1 − tanh² c_t);  da = [dc_t·g·i(1−i), dc_t·c_{t−1}·f(1−f),
         dc_t·i·(1−g²), u·tanh c_t·o(1−o)];  dh_{t−1} = da W_hᵀ;  dc_{t−1} = dc_t·f
 
     A masked step passes ``(dh, dc)`` through and has no gate gradient."""
-    i, f, g, o = _gate_activations(zi, zf, zg, zo)
+    i, f, g, o = _gate_activations(*z)
     tc = jnp.tanh(f * c_p + i * g)
     u = dh + dy
     dc_new = dc + u * o * (1 - tc * tc)
@@ -288,8 +293,9 @@ def _lstm_backward(_unroll, steps, n, res, cotangents):
     starts = jnp.concatenate([h0[None], ends])               # h before each chunk [T/C, B, D]
 
     def step(carry, inputs):
-        new, da = zip(*(_lstm_cell_backward(dh, dc, *row, w_t) for (dh, dc), row
-                        in zip(carry, zip(*(_split_rows(a, n) for a in inputs)))))
+        rows = zip(*(_split_rows(a, n) for a in inputs))        # (dy, zi, zf, zg, zo, c, m)
+        new, da = zip(*(_lstm_cell_backward(dh, dc, r[0], r[1:5], r[5], r[6], w_t)
+                        for (dh, dc), r in zip(carry, rows)))
         return new, _merge_rows(da)
 
     def chunk(carry, inputs):
@@ -314,8 +320,8 @@ def _lstm_backward(_unroll, steps, n, res, cotangents):
     (dhc, dw_h, dw_i, db, dxs), _ = jax.lax.scan(
         chunk, acc, (jnp.arange(xs.shape[1] // steps), starts, z, c_prev), reverse=True)
     dh0, dc0 = (_merge_rows(a) for a in zip(*dhc))
-    return (dxs, dw_i.reshape(w_i.shape),
-            db.reshape(4, d), dw_h.reshape(w_h.shape), dh0, dc0, None)
+    return (dxs, (dw_i.reshape(w_i.shape), db.reshape(4, d), dw_h.reshape(w_h.shape)),
+            (dh0, dc0), None)
 
 
 _lstm_scan.defvjp(_lstm_forward, _lstm_backward)
