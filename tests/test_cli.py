@@ -90,7 +90,7 @@ def test_fasta_trains_a_causal_lm_whose_eval_is_its_predictions(tmp_path):
     assert report["perplexity"] < 20, "below a uniform guess over the amino acids"
 
 
-def test_fasta_header_labels_train_a_classifier_and_a_masked_lm_trains(tmp_path):
+def test_fasta_header_labels_train_a_classifier_that_predicts_those_classes(tmp_path):
     ok(zoo("train", "cnn-protein_tiny", "--data", FASTA, "--label-from-header", "2",
            "--steps", "6", "--batch-size", "8", "--max-len", "64", "--out", tmp_path / "c",
            *QUICK))
@@ -99,6 +99,9 @@ def test_fasta_header_labels_train_a_classifier_and_a_masked_lm_trains(tmp_path)
     classes = {words[1] for _, words, _ in _fasta(FASTA)}
     assert len(classes) == 3 and len(rows) == 90
     assert {r["predicted"] for r in rows} <= classes
+
+
+def test_fasta_trains_a_masked_lm():
     out = ok(zoo("train", "transformer-mlm_tiny", "--data", FASTA, "--steps", "5",
                  "--batch-size", "8", "--max-len", "32", *QUICK))
     assert "task masked_lm" in out and "step 5" in out
