@@ -261,8 +261,8 @@ class Settings:
         seed: the seed of training, subsets and folds.
     """
     protein_lm: str | None = "benchmarks/results/bio/escape/lm.npz"
-    lm_steps: int = 1500
-    ae_steps: int = 800
+    lm_steps: int = 1000
+    ae_steps: int = 400
     protein_width: int = 64
     max_proteins: int | None = None
     max_dna: int | None = None
@@ -270,7 +270,7 @@ class Settings:
     seed: int = 0
 
 
-QUICK = Settings(lm_steps=150, ae_steps=150, max_proteins=600, max_dna=900)
+QUICK = Settings(lm_steps=100, ae_steps=100, max_proteins=600, max_dna=900)
 
 #: The DNA language model (same code as the protein LM, over the nucleotide tokenizer).
 DNA_LM = bilstm_lm.Config(vocab_size=20, embed_dim=16, hidden_dim=64, num_layers=1)
