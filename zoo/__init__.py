@@ -21,14 +21,12 @@ _LAZY = set(FAMILIES) | {"layers", "sharding", "train", "interop", "registry", "
 
 def save(path, spec, params, **kw):
     """``zoo.checkpoints.save``: a trained model's params and what rebuilds its spec."""
-    from zoo.checkpoints import save as _save
-    return _save(path, spec, params, **kw)
+    return importlib.import_module("zoo.checkpoints").save(path, spec, params, **kw)
 
 
 def load(path):
     """``zoo.checkpoints.load``: ``(spec, params)`` of a model written by :func:`save`."""
-    from zoo.checkpoints import load as _load
-    return _load(path)
+    return importlib.import_module("zoo.checkpoints").load(path)
 
 
 def __getattr__(name):

@@ -35,7 +35,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from zoo import _checks
+from zoo._checks import positive_int
 from zoo.registry import ModelSpec, get, list_models, spec_for
 
 META = "zoo.json"
@@ -142,7 +142,7 @@ def is_complete(folder: Path) -> bool:
 
 def _check_keep(keep) -> None:
     if keep is not None:
-        _checks.positive_int(keep, "keep")
+        positive_int(keep, "keep")
 
 
 # --- training checkpoints ---------------------------------------------------------------------

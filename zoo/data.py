@@ -26,6 +26,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -378,6 +379,13 @@ class Batches(abc.ABC):
         """Reads only the rows of each batch that this process's devices hold on ``mesh``."""
 
 
+class Buckets(NamedTuple):
+    """Length buckets of a :class:`Loader`: each example's length and the increasing padded
+    lengths ``T_1 < T_2 < ...``."""
+    lengths: Sequence[int]
+    sizes: Sequence[int]
+
+
 class Loader(Batches):
     """Seeded, resumable batches of a fixed global size from a table of columns.
 
@@ -392,25 +400,25 @@ class Loader(Batches):
         shuffle: visit examples in a seeded random order (else in order).
         repeat: run over epochs forever, continuing from the saved position (training);
             else every iteration is one pass from the start (evaluation).
-        lengths, buckets: per-example lengths and increasing bucket lengths; examples longer
-            than the last bucket go to it (and are truncated by ``collate``).
+        buckets: per-example lengths and increasing bucket lengths (:class:`Buckets`);
+            examples longer than the last bucket go to it (and are truncated by ``collate``).
 
     Every batch holds exactly ``B`` examples (a short remainder is dropped), so shapes stay
     fixed.
     """
 
     def __init__(self, source, collate: Callable, *, batch_size: int, seed: int = 0,
-                 shuffle: bool = True, repeat: bool = True,
-                 lengths: Sequence[int] | None = None, buckets: Sequence[int] | None = None):
+                 shuffle: bool = True, repeat: bool = True, buckets: "Buckets | None" = None):
         _checks.positive_int(batch_size, "batch_size")
         self.source, self.collate = source, collate
         self.batch_size, self.seed = batch_size, seed
         self.shuffle, self.repeat = shuffle, repeat
         self.size = _table_len(source) if isinstance(source, dict) else len(source)
-        if (lengths is None) != (buckets is None):
-            raise ValueError("lengths and buckets go together")
-        self.lengths = None if lengths is None else np.asarray(lengths)
-        self.buckets = None if buckets is None else tuple(int(b) for b in buckets)
+        if buckets is not None and not isinstance(buckets, Buckets):
+            raise TypeError(f"buckets must be a zoo.data.Buckets(lengths, sizes), got "
+                            f"{type(buckets).__name__}")
+        self.lengths = None if buckets is None else np.asarray(buckets.lengths)
+        self.buckets = None if buckets is None else tuple(int(b) for b in buckets.sizes)
         if self.buckets is not None and list(self.buckets) != sorted(set(self.buckets)):
             raise ValueError(f"buckets must be increasing, got {self.buckets}")
         if self.size < batch_size:
@@ -578,7 +586,7 @@ def sequence_loader(dataset, column: str, tokenizer: CharTokenizer, *, batch_siz
             return (x,), np.asarray(cols[label_column], np.int32)
         y, _ = pad([np.asarray(l, np.int32) for l in cols[label_column]], length)
         return (x,), {"labels": y, "mask": mask}
-    return Loader(dataset, collate, batch_size=batch_size, lengths=lengths, buckets=buckets,
+    return Loader(dataset, collate, batch_size=batch_size, buckets=Buckets(lengths, buckets),
                   **kw)
 
 
@@ -588,4 +596,4 @@ def _numpy_format(dataset):
 
 
 __all__ = ["load", "load_fasta", "read_fasta", "require_columns", "CharTokenizer", "pad",
-           "process_rows", "Batches", "Loader", "SequenceEncoding", "columns_loader", "sequence_loader"]
+           "process_rows", "Batches", "Buckets", "Loader", "SequenceEncoding", "columns_loader", "sequence_loader"]
