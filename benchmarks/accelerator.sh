@@ -39,19 +39,19 @@ python -c "import jax; print(jax.__version__, jax.devices())" | tee "$work/devic
 if [ -n "$quick" ]; then
     step tests 300 python -m pytest -q -p no:cacheprovider -rs -x tests/kernels \
         -k "cudnn or gpu or tpu or dispatch"
-    step lstm 300 python -m benchmarks.lstm_speed --quick --batch 4 --hidden 8 --out "$work"
-    step window 300 python -m benchmarks.window_speed --quick --out "$work"
-    step table1 600 python -m benchmarks.table1 --smoke --no-progress --out "$work/table1"
-    step train 300 python -m benchmarks.train_throughput --quick --out "$work"
+    step lstm 300 python -m zoo.bench.lstm_speed --quick --batch 4 --hidden 8 --out "$work"
+    step window 300 python -m zoo.bench.window_speed --quick --out "$work"
+    step table1 600 python -m zoo.bench.table1 --smoke --no-progress --out "$work/table1"
+    step train 300 python -m zoo.bench.train_throughput --quick --out "$work"
 else
     step tests 120 python -m pytest -q -p no:cacheprovider -rs tests/kernels \
         tests/test_attention.py tests/test_window_speed.py
-    step lstm 60 python -m benchmarks.lstm_speed --batch 64 --hidden 1024 --lengths 1024 \
+    step lstm 60 python -m zoo.bench.lstm_speed --batch 64 --hidden 1024 --lengths 1024 \
         --unroll 1 --repeats 5 --out "$work"
-    step window 70 python -m benchmarks.window_speed --repeats 5 --out "$work"
-    step table1 360 python -m benchmarks.table1 --full --dtype bfloat16 --no-progress \
+    step window 70 python -m zoo.bench.window_speed --repeats 5 --out "$work"
+    step table1 360 python -m zoo.bench.table1 --full --dtype bfloat16 --no-progress \
         --out "$work/table1"
-    step train 60 python -m benchmarks.train_throughput --model transformer-gpt2-small \
+    step train 60 python -m zoo.bench.train_throughput --model transformer-gpt2-small \
         --dtype bfloat16 --out "$work"
 fi
 {

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import analysis
+from zoo.bench import analysis
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, 0.5, 3.0])
@@ -146,7 +146,7 @@ def test_recurrent_path_refuses_a_step_that_forgets_its_carry():
 # --- the Table 1 harness ------------------------------------------------------------------------
 
 def test_time_fit_keeps_only_the_sizes_near_the_best_flop_rate():
-    from benchmarks import table1_report as table1
+    from zoo.bench import table1_report as table1
     n = np.array([64, 128, 256, 512, 1024])
     flops = 1e6 * n.astype(float) ** 2
     rate = np.array([0.2, 0.5, 0.8, 0.95, 1.0]) * 1e10        # still climbing at small n
@@ -169,7 +169,7 @@ def test_time_fit_keeps_only_the_sizes_near_the_best_flop_rate():
 
 
 def test_time_jax_adds_repeats_until_the_sample_time_is_reached():
-    from benchmarks import harness
+    from zoo.bench import harness
     x = jnp.ones((8, 8))
     fixed = harness.time_jax(lambda a: a @ a, x, repeats=2)
     assert fixed["repeats"] == 2

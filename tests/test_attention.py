@@ -7,7 +7,7 @@ import jax.test_util
 import numpy as np
 import pytest
 
-from benchmarks.harness import memory_analysis, xla_flops
+from zoo.bench.harness import memory_analysis, xla_flops
 from zoo import attention as A
 from zoo.kernels import attention_chunked
 from tests.tolerances import assert_close

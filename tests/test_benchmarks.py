@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import harness
+from zoo.bench import harness
 
 
 def test_lstm_speed_times_all_implementations_in_one_run(tmp_path):
     pytest.importorskip("torch")
-    from benchmarks import lstm_speed
+    from zoo.bench import lstm_speed
     for _ in range(2):      # a second run replaces the first one's records
         lstm_speed.main(["--lengths", "8", "--repeats", "2", "--unroll", "1", "--out",
                          str(tmp_path)])
@@ -36,7 +36,7 @@ def test_lstm_speed_times_all_implementations_in_one_run(tmp_path):
 
 def test_lstm_speed_sizes_name_their_results_and_bad_sizes_are_refused(tmp_path, capsys):
     pytest.importorskip("torch")
-    from benchmarks import lstm_speed
+    from zoo.bench import lstm_speed
     lstm_speed.main(["--lengths", "5", "--repeats", "1", "--unroll", "2", "--batch", "3",
                      "--hidden", "4", "--out", str(tmp_path)])
     records = [json.loads(line) for line in
@@ -67,7 +67,7 @@ def test_torch_runner_takes_the_gradient_of_the_summed_output():
 
 
 def test_interleaved_timing_and_sweep_shapes_refuse_bad_arguments():
-    from benchmarks import table1
+    from zoo.bench import table1
     with pytest.raises(ValueError, match="repeats"):
         harness.time_interleaved({"a": lambda: None}, repeats=0)
     with pytest.raises(ValueError, match="at least one call"):
@@ -88,7 +88,7 @@ def test_interleaved_timing_runs_each_call_in_rounds_with_its_lead_runs():
 
 _FAULT_PROBE = """
 import ctypes, ctypes.util, resource
-from benchmarks import harness
+from zoo.bench import harness
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
@@ -131,7 +131,7 @@ def test_lstm_products_floor_runs_the_layers_products():
     # The floor's forward is the recurrence h_{t+1} = (x_t W_i + h_t W_h)[:, :D] with the
     # zoo's weights, checked against a NumPy loop over steps (19 steps of D 256 at B 2 run as
     # one chunk of the kernel's loops).
-    from benchmarks import lstm_speed
+    from zoo.bench import lstm_speed
     from zoo import rnn
     d = lstm_speed.HIDDEN
     cfg = rnn.Config(cell="lstm", in_dim=d, hidden_dim=d, output="sequence")
@@ -153,7 +153,7 @@ def test_lstm_products_floor_runs_the_layers_products():
 
 @pytest.fixture(scope="module")
 def plain_step():
-    from benchmarks import train_throughput as tt
+    from zoo.bench import train_throughput as tt
     run = tt.Run(model="transformer-lm_tiny", batch=4, length=16, dtype="float32", repeats=2)
     return tt.measure(run)
 
@@ -176,7 +176,7 @@ def test_training_flops_are_the_formula_with_parameters_counted_from_init(plain_
 
 @pytest.mark.slow
 def test_remat_and_accumulation_keep_the_plain_steps_losses(plain_step):
-    from benchmarks import train_throughput as tt
+    from zoo.bench import train_throughput as tt
     for changes in ({"remat": "full", "accumulate": 2}, {"remat": "dots"}):
         run = tt.Run(model="transformer-lm_tiny", batch=4, length=16, dtype="float32",
                      repeats=2, **changes)
@@ -185,7 +185,7 @@ def test_remat_and_accumulation_keep_the_plain_steps_losses(plain_step):
 
 
 def test_utilisation_against_the_datasheet_and_the_measured_product():
-    from benchmarks import train_throughput as tt
+    from zoo.bench import train_throughput as tt
     rec = tt.utilisation({"flops_per_s": 300e12}, gemm_flops_per_s=750e12,
                          peak=tt.datasheet_peak("NVIDIA H200"))
     assert rec["mfu_datasheet"] == pytest.approx(300 / 989)
@@ -196,7 +196,7 @@ def test_utilisation_against_the_datasheet_and_the_measured_product():
 
 
 def test_training_throughput_refuses_what_is_not_a_decoder():
-    from benchmarks import train_throughput as tt
+    from zoo.bench import train_throughput as tt
     with pytest.raises(ValueError, match="registered decoder, got 'gpt-7'"):
         tt.decoder("gpt-7")
     with pytest.raises(ValueError, match="must be a decoder language model"):

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import analysis, planner, table1, table1_report
+from zoo.bench import analysis, planner, table1, table1_report
 
 
 # --- path lengths, each derived here from the layer's definition -------------------------------

@@ -1,11 +1,11 @@
-"""benchmarks.window_speed: the useful-FLOP count by a direct loop, and a quick run that times
+"""zoo.bench.window_speed: the useful-FLOP count by a direct loop, and a quick run that times
 every candidate of this device."""
 
 import json
 
 import pytest
 
-from benchmarks import window_speed as ws
+from zoo.bench import window_speed as ws
 
 
 @pytest.mark.parametrize("causal", [False, True])

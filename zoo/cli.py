@@ -47,7 +47,7 @@ ERRORS = (KeyError, ValueError, TypeError, OSError, ConnectionError, RuntimeErro
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
-        from benchmarks import table1      # its own parser owns every option after `bench`
+        from zoo.bench import table1      # its own parser owns every option after `bench`
         sys.argv[0] = "zoo bench"          # argparse names the program after argv[0]
         return table1.main(argv[1:])
     args = _parser().parse_args(argv)

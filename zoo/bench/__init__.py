@@ -1,1 +1,1 @@
-"""Benchmark suites for zoo: run with ``python -m benchmarks.<suite>``."""
+"""Benchmark suites for zoo: run with ``python -m zoo.bench.<suite>``."""

@@ -1,8 +1,8 @@
 """Attention speed on this machine: the zoo against jax.nn, Flax (Linen, NNX) and PyTorch, and
 restricted-window attention against full attention as n grows.
 
-    python -m benchmarks.attention_speed            # B 8, n 1024; windows for n 128 .. 4096
-    python -m benchmarks.attention_speed --quick    # small sizes, for CI
+    python -m zoo.bench.attention_speed            # B 8, n 1024; windows for n 128 .. 4096
+    python -m zoo.bench.attention_speed --quick    # small sizes, for CI
 
 Writes ``attention_speed.jsonl`` and ``attention_speed.md`` under ``--out``. Forward passes
 only, float32, default matmul precision; the tables give the fastest repeat and the median
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import harness
+from zoo.bench import harness
 from zoo import attention as A
 from zoo import transformer as tf
 from zoo.kernels import attention_chunked, attention_local

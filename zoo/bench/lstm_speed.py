@@ -13,8 +13,8 @@ scan (``implementation="scan"``), the CPU-tuned loops (``"loops"``, once per ``-
 on a GPU, cuDNN's LSTM (``"cudnn"``), which PyTorch uses there too.
 
 Usage:
-    python -m benchmarks.lstm_speed [--quick] [--out benchmarks/results] [--unroll 1 8 16]
-    python -m benchmarks.lstm_speed --batch 64 --hidden 1024 --lengths 1024    # on a GPU
+    python -m zoo.bench.lstm_speed [--quick] [--out benchmarks/results] [--unroll 1 8 16]
+    python -m zoo.bench.lstm_speed --batch 64 --hidden 1024 --lengths 1024    # on a GPU
 """
 
 import argparse
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import (environment, jax_call, keep_freed_memory, time_interleaved,
+from zoo.bench.harness import (environment, jax_call, keep_freed_memory, time_interleaved,
                                 torch_device, torch_runner, write_jsonl)
 from zoo import rnn
 from zoo.kernels import has_platform, rnn_loops

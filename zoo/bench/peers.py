@@ -7,7 +7,7 @@ module, and (when installed) PyTorch's module, and times the forward pass and fo
 each per round, in one process, so the ratios hold even when absolute times drift on a
 shared machine.
 
-Run ``python -m benchmarks.peers [--quick]``; :mod:`benchmarks.table1` runs it too.
+Run ``python -m zoo.bench.peers [--quick]``; :mod:`zoo.bench.table1` runs it too.
 """
 
 import argparse
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import harness
+from zoo.bench import harness
 
 
 def _grad_sum(apply):

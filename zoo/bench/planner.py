@@ -49,7 +49,7 @@ BATCH_GRID = tuple(2 ** k for k in range(0, 14))       # 1 .. 8192
 
 
 class LayerCost(Protocol):
-    """What the planner needs of a Table 1 row (``benchmarks.table1.Layer`` has it)."""
+    """What the planner needs of a Table 1 row (``zoo.bench.table1.Layer`` has it)."""
     n_exponent: int
     d_exponent: int
     def flops(self, b: int, n: int, d: int) -> float: ...
@@ -117,7 +117,7 @@ class Sweep:
         repeats: timed runs per pass in the first round; rounds: further rounds over all
             sizes; sample_s: each round samples a pass at least this long (more runs);
             min_time: passes shorter than this are left out of time fits.
-        peers, peer_repeats: the size set of :mod:`benchmarks.peers` and its repeats.
+        peers, peer_repeats: the size set of :mod:`zoo.bench.peers` and its repeats.
     """
     name: str
     sizes: Mapping[str, Sizes]
@@ -273,7 +273,7 @@ def plan(layers: Mapping[str, LayerCost], device: Device, *, dtype: str = "float
     from the largest sizes down (never under three per fit) while its estimated time, the
     crossover cases' included, exceeds ``limits.budget_s``.
 
-    >>> from benchmarks import table1
+    >>> from zoo.bench import table1
     >>> gpu = Device("H100-like", memory_bytes=80 * 2 ** 30, flops_per_s=400e12)
     >>> sweep = plan(table1.table(64), gpu)
     >>> all(len(s.ns) >= 3 and len(s.ds) >= 3 for s in sweep.sizes.values())
@@ -339,7 +339,7 @@ def measure_device(dtype: str = "float32") -> Device:
     ``dtype``, and the times of a loop's step and of an empty call."""
     import jax
     import jax.numpy as jnp
-    from benchmarks import harness
+    from zoo.bench import harness
     dev = jax.devices()[0]
     size = 2048 if dev.platform == "cpu" else 8192
     a, b = harness.random_inputs(0, (size, size), (size, size), dtype=dtype)

@@ -6,7 +6,7 @@ forget-gate bias raised by 1, reads random sequences of length 100;
 Writes JSON lines, a markdown table of selected distances and a log-scale PNG plot.
 
 Usage:
-    python benchmarks/rnn_vanishing.py [--quick] [--out benchmarks/results]
+    python zoo/bench/rnn_vanishing.py [--quick] [--out benchmarks/results]
 """
 
 import argparse
@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from benchmarks.harness import environment, write_jsonl
+from zoo.bench.harness import environment, write_jsonl
 from zoo import rnn
 
 CELLS = ("rnn", "gru", "lstm")

@@ -21,8 +21,8 @@ Each row is one :class:`Layer`, built from the families' public functions only
 ``d = heads × 64`` and project from and to a narrow model width :data:`D_IN`, so that their
 projections add only ``8·n·D_IN·d`` FLOPs beside the ``4·n²·d`` the paper's row counts.
 
-Run ``python -m benchmarks.table1`` (``--quick``, the default, is a fixed sweep for a CPU;
-``--full`` plans sizes for the device it runs on, :mod:`benchmarks.planner`; ``--plan``
+Run ``python -m zoo.bench.table1`` (``--quick``, the default, is a fixed sweep for a CPU;
+``--full`` plans sizes for the device it runs on, :mod:`zoo.bench.planner`; ``--plan``
 prints that plan and stops). Results: ``results.jsonl`` (one line per measurement),
 ``summary.json``, ``report.md`` and log-log PNG plots under ``--out``.
 
@@ -43,8 +43,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from benchmarks import analysis, harness, peers, planner, table1_report
-from benchmarks.planner import Sizes, Sweep
+from zoo.bench import analysis, harness, peers, planner, table1_report
+from zoo.bench.planner import Sizes, Sweep
 
 KERNEL = 3          # k of the convolutional rows
 WINDOW = 16         # r of the restricted row in the quick sweep
@@ -535,7 +535,7 @@ def _progress(total, enabled):
     return tqdm(total=total, desc="table1", disable=not enabled, file=sys.stderr)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fixed small sweep for a CPU "
@@ -555,6 +555,11 @@ def main(argv=None) -> int:
     parser.add_argument("--system-malloc", action="store_true",
                         help="keep the C library's default allocation policy (by default "
                              "freed memory is kept for reuse: harness.keep_freed_memory)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     layers = [l.strip() for l in args.layers.split(",") if l.strip()]
     unknown = [l for l in layers if l not in LAYERS]
@@ -583,7 +588,7 @@ def main(argv=None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     report = table1_report.markdown(summary, records, sweep)
     if device is not None:
-        report += ("\n## Planned sizes\n\n`benchmarks.planner` chose them from the device's "
+        report += ("\n## Planned sizes\n\n`zoo.bench.planner` chose them from the device's "
                    "memory and measured speed:\n\n```\n" + planner.describe(sweep, device)
                    + "\n```\n")
     if not args.no_peers:

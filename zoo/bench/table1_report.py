@@ -1,16 +1,16 @@
 """The Table 1 report: fitted exponents, crossovers, the markdown table and log-log plots,
-from the records :mod:`benchmarks.table1` measures."""
+from the records :mod:`zoo.bench.table1` measures."""
 
 import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from benchmarks import analysis
+from zoo.bench import analysis
 
 def summarize(records: list[dict], sweep, layers: Mapping) -> dict:
     """Fitted exponents, sequential operations, path lengths and crossovers per layer
-    (``sweep`` a :class:`benchmarks.planner.Sweep`, ``layers`` the rows by name)."""
+    (``sweep`` a :class:`zoo.bench.planner.Sweep`, ``layers`` the rows by name)."""
     rows = {}
     for name in dict.fromkeys(r["layer"] for r in records):
         layer = layers[name]

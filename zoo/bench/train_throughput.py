@@ -18,9 +18,9 @@ loss with a policy) and the sequence length. ``--all`` times one step of every r
 model instead (examples/s, ``6·P·examples``).
 
 Usage:
-    python -m benchmarks.train_throughput [--quick] [--model NAME] [--batch 16]
+    python -m zoo.bench.train_throughput [--quick] [--model NAME] [--batch 16]
         [--accumulate 1] [--dtype bfloat16] [--remat none|dots|full] [--peak FLOP/s]
-    python -m benchmarks.train_throughput --all [--quick]
+    python -m zoo.bench.train_throughput --all [--quick]
 
 References:
     J. Kaplan et al., "Scaling Laws for Neural Language Models", 2020.
@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 import zoo
-from benchmarks import harness
+from zoo.bench import harness
 from zoo import train
 
 DEFAULT_MODEL = "transformer-gpt2-small"

@@ -11,8 +11,8 @@ minimum and median of the repeats); a case that does not fit or fails is recorde
 error.
 
 Usage:
-    python -m benchmarks.window_speed --quick                       # CPU, seconds
-    python -m benchmarks.window_speed --lengths 8192 16384 32768 65536 --windows 256 1024
+    python -m zoo.bench.window_speed --quick                       # CPU, seconds
+    python -m zoo.bench.window_speed --lengths 8192 16384 32768 65536 --windows 256 1024
 """
 
 import argparse
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import harness
+from zoo.bench import harness
 from zoo import attention as A
 from zoo.kernels import has_platform
 
@@ -96,7 +96,7 @@ def markdown(records: list[dict], env: dict) -> str:
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.window_speed",
+    parser = argparse.ArgumentParser(prog="python -m zoo.bench.window_speed",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small CPU sizes, float32")
     parser.add_argument("--lengths", type=int, nargs="+", default=[8192, 16384, 32768, 65536])

@@ -5,7 +5,7 @@ on data in cache, with its own backward pass that recomputes each block's probab
 the saved log-sum-exp (memory O(n)). Reverse-mode only (``jax.jvp`` needs the plain path).
 
 :data:`SCORE_BLOCK` carries its one line of why; the timings behind it are in
-``benchmarks/results/attention_speed.md`` (``python -m benchmarks.attention_speed``). Tested
+``benchmarks/results/attention_speed.md`` (``python -m zoo.bench.attention_speed``). Tested
 against the explicit path in ``tests/kernels/test_attention_kernels.py``.
 
 Shape letters: ``B`` batch, ``T`` query positions, ``S`` key positions, ``N`` query heads,

@@ -11,7 +11,7 @@
   products (:func:`lstm_layer`).
 
 Each constant below carries one line of why; the timings behind them are in
-``benchmarks/results/lstm_speed.md`` (``python -m benchmarks.lstm_speed``). Tested against the
+``benchmarks/results/lstm_speed.md`` (``python -m zoo.bench.lstm_speed``). Tested against the
 plain path of :mod:`zoo.rnn` in ``tests/kernels/test_rnn_loops.py``.
 
 Shape letters: ``B`` batch, ``T`` steps, ``I`` input features, ``D`` hidden width, ``G``
