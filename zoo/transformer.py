@@ -141,6 +141,11 @@ PRESETS: dict[str, Config] = {
     # Vaswani et al. 2017, Table 3 "base": shared 37k BPE vocabulary, 6 + 6 layers.
     "base": Config(vocab_size=37000, d_model=512, num_heads=8, d_ff=2048, num_layers=6,
                    max_len=512, dropout=0.1),
+    # GPT-2 small's shapes (Radford et al. 2019): 12 pre-norm layers of 768, 1024 positions,
+    # the 50257-token vocabulary padded to 50304 (a multiple of 64) as in nanoGPT.
+    "gpt2-small": Config(kind="decoder", vocab_size=50304, d_model=768, num_heads=12,
+                         d_ff=3072, num_layers=12, max_len=1024, positions="learned",
+                         norm="pre"),
 }
 
 
