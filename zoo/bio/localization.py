@@ -749,7 +749,7 @@ def _published_md():
         "|---|---|---:|---:|---:|",
         "| DeepLoc 1.0, BLSTM + attention on PSSM profiles (Almagro Armenteros et al. 2017) "
         "| DeepLoc train, 11,000+ proteins | 0.7797 | ≈0.74 (not verified here) | — |",
-        "| ours, BLSTM + attention on one-hot-like learned embeddings (above) | 1,678-protein "
+        "| ours, BLSTM + attention on learned amino-acid embeddings (above) | 1,678-protein "
         "file (about a sixth) | see above | see above | see above |", "",
         "The 0.7797 is DeepLoc's test accuracy as the light-attention repository "
         "(HannesStark/protein-localization, README, \"Numbers taken from the DeepLoc paper\") "
