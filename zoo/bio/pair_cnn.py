@@ -89,7 +89,7 @@ class Settings:
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
     crop: int = 64
     batch_size: int = 4
-    steps: int = 400
+    steps: int = 300
     learning_rate: float = 1e-3
     attention: bool = True
     max_sequences: int | None = None
@@ -356,7 +356,10 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
                 len(result["history"]) // 10, 1)]) + ".", "",
         f"`contact_maps.png`: true contacts (grey, lower triangle) and the top-L predictions "
         f"(upper triangle; green a contact, red not) of {', '.join(methods)} for "
-        f"{', '.join(shown)}.", ""]
+        f"{', '.join(shown)}.", "",
+        _lm._goal(result["summary"], "pair CNN",
+                  ("MI+APC", "COV+APC", "best head", "mean of heads", "supervised attention")),
+        ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
