@@ -70,3 +70,17 @@ def test_bench_subcommand_is_the_table1_suite(capsys):
         cli.main(["bench", "--help"])
     assert exit_.value.code == 0
     assert "Table 1" in capsys.readouterr().out
+
+
+def test_bio_subcommand_lists_runs_and_refuses_clearly(capsys, tmp_path):
+    assert cli.main(["bio", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(app in out for app in cli.BIO_APPS)
+    assert cli.main(["bio", "no-such-app"]) == 2
+    assert "unknown application 'no-such-app'" in capsys.readouterr().err
+    assert cli.main(["bio", "mi", "--data-dir", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "zoo bio mi: error" in err and "pfam_domains_structures" in err
+    for module in set(cli.BIO_APPS.values()):      # every application has its entry point
+        import importlib
+        assert callable(importlib.import_module(f"zoo.bio.{module}").main)

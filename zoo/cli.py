@@ -10,6 +10,9 @@ Commands:
     zoo predict DIR --data F  a saved model's predictions for the sequences of a file
     zoo eval DIR --data F     a saved model's loss (and accuracy) on a labelled file
     zoo bench [...]           Table 1 of "Attention Is All You Need", measured on this device
+    zoo bio APP [...]         the bioinformatics applications on the real data sets (data
+                              folder from --data-dir or $ZOO_DATA): contacts, pair-cnn, mi,
+                              dna, embed, localize, escape; "zoo bio APP --help" for each
 
 Run "zoo COMMAND --help" for a command's options.
 """
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         from zoo.bench import table1      # its own parser owns every option after `bench`
         sys.argv[0] = "zoo bench"          # argparse names the program after argv[0]
         return table1.main(argv[1:])
+    if argv[:1] == ["bio"]:
+        return _bio(argv[1:])
     args = _parser().parse_args(argv)
     commands = {"list": _list, "info": _info, "demo": _demo, "train": _train,
                 "predict": _predict, "eval": _eval}
@@ -59,6 +64,34 @@ def main(argv: list[str] | None = None) -> int:
         text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"zoo {args.command}: error: {flag_names(text)}", file=sys.stderr)
         return 2
+
+
+#: ``zoo bio APP`` -> the ``zoo.bio`` module whose ``main`` runs it.
+BIO_APPS = {"contacts": "protein_lm", "pair-cnn": "pair_cnn", "mi": "contacts",
+            "dna": "dna_models", "embed": "embeddings", "localize": "localization",
+            "escape": "bilstm_lm"}
+
+
+def _bio(argv: list[str]) -> int:
+    """``zoo bio APP ...``: the application's own parser owns every option after ``APP``."""
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BIO_APPS:
+        apps = ", ".join(BIO_APPS)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"zoo bio: error: unknown application {argv[0]!r}; choose one of {apps}",
+                  file=sys.stderr)
+            return 2
+        print(f"usage: zoo bio APP [options]\n\napplications: {apps}\n"
+              "Run \"zoo bio APP --help\" for an application's options.")
+        return 0
+    import importlib
+    module = importlib.import_module(f"zoo.bio.{BIO_APPS[argv[0]]}")
+    sys.argv[0] = f"zoo bio {argv[0]}"        # argparse names the program after argv[0]
+    try:
+        result = module.main(argv[1:])
+    except FileNotFoundError as err:           # the data folder: say where the files go
+        print(f"zoo bio {argv[0]}: error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
 
 
 def flag_names(message: str) -> str:
