@@ -117,8 +117,8 @@ class Settings:
     promoter_folds: int = 10
     splice_folds: int = 5
     promoter_epochs: int = 40
-    splice_epochs: int = 8
-    pretrain_epochs: int = 8
+    splice_epochs: int = 6
+    pretrain_epochs: int = 6
     batch_size: int = 32
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
