@@ -127,6 +127,8 @@ class Settings:
         mask_rate: the fraction of tokens selected for the loss.
         l1: λ of the supervised head's L1 penalty.
         seed: data, masking and initialisation seed.
+        max_sequences: alignment rows used for the MI+APC baseline (a random subset drawn
+            with ``seed``; ``None``: all).
         cache_dir: where MI+APC maps are cached between runs (``None``: no cache).
     """
     d_model: int = 64
@@ -142,6 +144,7 @@ class Settings:
     mask_rate: float = 0.15
     l1: float = 1e-3
     seed: int = 0
+    max_sequences: int | None = None
     cache_dir: str | None = None
 
     def model_config(self) -> transformer.Config:
@@ -153,7 +156,8 @@ class Settings:
                                   norm="pre")
 
 
-QUICK = Settings(per_family=300, heldout_per_family=30, steps=150, batch_size=16)
+QUICK = Settings(per_family=300, heldout_per_family=30, steps=150, batch_size=16,
+                 max_sequences=800)
 
 
 # --- masked-LM data ----------------------------------------------------------------------------
@@ -414,13 +418,18 @@ def _fista(x, y, l1, lr, steps):
 
 # --- the run -----------------------------------------------------------------------------------
 
-def mi_apc_cached(family, cache_dir: str | None = None) -> Float[np.ndarray, "T T"]:
-    """:func:`zoo.bio.contacts.mi_apc` of the family's alignment (sequence weights θ 0.8),
-    kept as ``<cache_dir>/mi_apc_<pfam>.npy`` when ``cache_dir`` is given."""
-    path = Path(cache_dir) / f"mi_apc_{family.pfam_id}.npy" if cache_dir else None
+def mi_apc_cached(family, cache_dir: str | None = None, *, max_sequences: int | None = None,
+                  seed: int = 0) -> Float[np.ndarray, "T T"]:
+    """:func:`zoo.bio.contacts.mi_apc` of the family's alignment (sequence weights θ 0.8;
+    at most ``max_sequences`` rows drawn with ``seed``), kept as
+    ``<cache_dir>/mi_apc_<pfam>[_<max_sequences>_<seed>].npy`` when ``cache_dir`` is given."""
+    tag = f"_{max_sequences}_{seed}" if max_sequences is not None else ""
+    path = Path(cache_dir) / f"mi_apc_{family.pfam_id}{tag}.npy" if cache_dir else None
     if path is not None and path.is_file():
         return np.load(path)
     x = family.alignment.encoded()
+    if max_sequences is not None and len(x) > max_sequences:
+        x = x[np.sort(np.random.default_rng(seed).permutation(len(x))[:max_sequences])]
     scores = _contacts.mi_apc(x, _msa.sequence_weights(x))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -497,7 +506,9 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
     perplexity = masked_perplexity(params, cfg, test_seqs, crop=settings.crop,
                                    rate=settings.mask_rate)
     pred = attention_predictors(params, cfg, families, l1=settings.l1, progress=progress)
-    scores = {"MI+APC": {p: mi_apc_cached(f, settings.cache_dir) for p, f in families.items()},
+    scores = {"MI+APC": {p: mi_apc_cached(f, settings.cache_dir, seed=settings.seed,
+                                          max_sequences=settings.max_sequences)
+                         for p, f in families.items()},
               **pred["scores"]}
     rows = evaluate(scores, families, HELDOUT_FAMILIES)
     result = {"settings": dataclasses.asdict(settings), "perplexity": perplexity,
