@@ -74,6 +74,42 @@ def masked_mean(losses: Array, mask: Array | None) -> jax.Array:
     return (losses * mask).sum() / jnp.maximum(mask.sum(), 1)
 
 
+#: Rows of logits one chunk of :func:`projected_cross_entropy` holds (with V 50304 in float32,
+#: 4096 rows are 0.8 GB, against 3.3 GB for a whole batch of 16 x 1024 tokens).
+LOGIT_ROWS = 4096
+
+
+def projected_cross_entropy(h: Float[Array, "... D"], w_vd: Float[Array, "V D"],
+                            b_v: Float[Array, "V"], labels: Int[Array, "..."],
+                            mask: Array | None = None, *, rows: int | None = None) -> jax.Array:
+    """``cross_entropy(h W_vdᵀ + b_v, labels, mask)`` without the whole ``[.., V]`` logits:
+    rows of ``h`` are projected ``rows`` at a time (default :data:`LOGIT_ROWS`), each chunk's
+    float32 log-sum-exp taken and dropped, and recomputed in the backward pass
+    (``jax.checkpoint``), so memory holds one chunk of logits.
+
+    >>> h, w = jnp.ones((2, 3, 4)), jnp.ones((5, 4))
+    >>> round(float(projected_cross_entropy(h, w, jnp.zeros(5), jnp.zeros((2, 3), int), rows=4)), 4)
+    1.6094
+    """
+    rows = rows or LOGIT_ROWS
+    flat_h = h.reshape(-1, h.shape[-1])
+    n = flat_h.shape[0]
+    weight = jnp.ones(n, jnp.float32) if mask is None else mask.reshape(-1).astype(jnp.float32)
+    rows = min(rows, n)
+    pad = -n % rows
+    chunks = lambda x: jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)).reshape(
+        (-1, rows) + x.shape[1:])
+
+    def chunk(args):
+        h_c, labels_c, weight_c = args
+        logits = (h_c @ w_vd.astype(h_c.dtype).T + b_v.astype(h_c.dtype)).astype(jnp.float32)
+        picked = jnp.take_along_axis(logits, labels_c[:, None], axis=-1)[:, 0]
+        return jnp.sum((jax.nn.logsumexp(logits, axis=-1) - picked) * weight_c)
+    total = jax.lax.map(jax.checkpoint(chunk), (chunks(flat_h), chunks(labels.reshape(-1)),
+                                                chunks(weight))).sum()
+    return total / jnp.maximum(weight.sum(), 1)
+
+
 #: Task -> loss on ``(outputs, labels, mask=None)``: the vocabulary of every model's ``task``,
 #: the trainer's default losses and the console's ``--task``.
 LOSSES: dict[str, Callable[..., jax.Array]] = {
