@@ -266,3 +266,32 @@ def test_short_training_beats_residue_frequencies():
     assert chance > 1.7                                    # about log 6
     assert lm.evaluate(params, valid, cfg, max_length=24) < chance - 0.5
     assert log["steps"] == 60
+
+
+# --- the comparison on EVEscape's labels -------------------------------------------------------
+
+SUBSET = Path(__file__).parent / "data" / "bio" / "escape"        # a viral_escape/ folder
+
+
+def test_evescape_comparison_matches_the_escape_module_on_published_scores():
+    """With the paper's own scores in place of ours, our CSCS on EVEscape's labels is the one
+    zoo.bio.escape.cscs_on_evescape_labels computes by its own matching."""
+    table = escape.load_published("flu_h1", data_dir=SUBSET)
+    got = lm.evescape_comparison({"flu_h1": (table, None)}, data_dir=SUBSET)["flu_h1"]
+    want = escape.cscs_on_evescape_labels("flu_h1", data_dir=SUBSET)
+    assert got["n"] == want["n"] and got["n_escape"] == want["n_escape"]
+    for key in ("evescape", "cscs", "grammaticality", "semantic_change"):
+        assert abs(got["ours_" + key if key != "evescape" else key] - want[key]) < 1e-12
+    assert got["paper_cscs"] == got["ours_cscs"]
+
+
+def test_read_mutant_scores(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("virus,pos,wt,mut,log10_prob,change,is_escape\n"
+                    "flu_h1,0,M,A,-2.0000,0.5,1\nflu_h1,0,M,C,-1.0000,0.25,0\n"
+                    "hiv,29,E,K,-3.0000,1.5,0\n")
+    got = lm.read_mutant_scores(path)
+    assert list(got) == ["flu_h1", "hiv"]
+    np.testing.assert_allclose(got["flu_h1"].prob, [0.01, 0.1])
+    np.testing.assert_array_equal(got["flu_h1"].is_escape, [True, False])
+    assert got["hiv"].pos.tolist() == [29] and got["hiv"].mut.tolist() == ["K"]
