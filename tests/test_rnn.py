@@ -395,6 +395,9 @@ def test_bad_inputs_raise_clear_errors():
         rnn.apply(params, x, jnp.ones((B, T + 1), bool), cfg)
     with pytest.raises(ValueError, match="prefix mask"):
         rnn.apply(params, x, jnp.arange(T)[None].repeat(B, 0) % 2 == 0, cfg)
+    with pytest.raises(Exception, match="prefix mask"):            # checked under jit too
+        jax.block_until_ready(jax.jit(lambda m: rnn.apply(params, x, m, cfg))(
+            jnp.arange(T)[None].repeat(B, 0) % 2 == 0))
     with pytest.raises(TypeError, match="mask must have a bool dtype"):
         rnn.apply(params, x, jnp.ones((B, T), jnp.int32), cfg)
     with pytest.raises(ValueError, match="empty sequence"):

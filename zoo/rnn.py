@@ -589,10 +589,10 @@ def _check_inputs(x, lengths, initial_state, cfg):
             raise TypeError(f"lengths given as a [B, T] mask must have a bool dtype, got "
                             f"{mask.dtype}")
         lengths = mask.sum(-1).astype(jnp.int32)
-        if not isinstance(mask, jax.core.Tracer) and not np.array_equal(
-                np.asarray(mask), np.arange(t)[None] < np.asarray(lengths)[:, None]):
-            raise ValueError("lengths given as a [B, T] mask must be a prefix mask (True on "
-                             "each sequence's first steps)")
+        off = (mask != (jnp.arange(t)[None] < lengths[:, None])).sum()
+        _checks.in_range(off, "the count of steps off a prefix mask in lengths", 0, 0,
+                         what="a value", hint="A [B, T] mask passed as lengths must be True "
+                                              "on each sequence's first steps only.")
     elif lengths is not None:
         _checks.check_array(lengths, "lengths", shape=(b,), letters="B", kind="int")
         _checks.in_range(lengths, "lengths", 0, t, what="valid steps per sequence",
