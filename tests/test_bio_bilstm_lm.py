@@ -260,8 +260,7 @@ def test_short_training_beats_residue_frequencies():
     rng = np.random.default_rng(7)
     corpus, valid = _periodic_corpus(rng, 64), _periodic_corpus(rng, 16)
     cfg = lm.Config(embed_dim=8, hidden_dim=16)
-    params, log = lm.train(corpus, cfg, steps=60, batch_size=16, max_length=24, lr=1e-2,
-                           progress=False)
+    params, log = lm.train(corpus, cfg, steps=60, batch_size=16, max_length=24, lr=1e-2)
     chance = lm.unigram_nll(corpus, valid, cfg.vocab_size)
     assert chance > 1.7                                    # about log 6
     assert lm.evaluate(params, valid, cfg, max_length=24) < chance - 0.5

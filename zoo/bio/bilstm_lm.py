@@ -272,10 +272,11 @@ def make_step(cfg: Config, optimizer):
 
 def train(corpus: Sequence[np.ndarray], cfg: Config, *, steps: int, batch_size: int = 32,
           max_length: int = 256, lr: float = 2e-3, seed: int = 0,
-          max_seconds: float | None = None, progress: bool = True) -> tuple[Params, dict]:
+          max_seconds: float | None = None) -> tuple[Params, dict]:
     """Trains on random crops of ``corpus`` (Adam, gradient clipping at 1, cosine decay).
 
-    Stops after ``steps`` steps or ``max_seconds`` of wall time, whichever is first.
+    Stops after ``steps`` steps or ``max_seconds`` of wall time, whichever is first. The
+    progress bar shows on a terminal only.
 
     Returns:
         ``(params, log)`` with ``log = {"steps", "seconds", "losses" (per step)}``.
@@ -287,7 +288,7 @@ def train(corpus: Sequence[np.ndarray], cfg: Config, *, steps: int, batch_size: 
     params = init(jax.random.key(seed), cfg)
     opt_state, step = optimizer.init(params), make_step(cfg, optimizer)
     rng, losses, start = np.random.default_rng(seed), [], time.perf_counter()
-    bar = tqdm(range(steps), desc="bilstm lm", disable=not progress, mininterval=5)
+    bar = tqdm(range(steps), desc="bilstm lm", disable=None, mininterval=5)
     for _ in bar:
         tokens, lengths = sample_batch(rng, corpus, batch_size, max_length)
         params, opt_state, value = step(params, opt_state, tokens, lengths)
