@@ -160,3 +160,14 @@ def test_short_training_beats_chance():
     k = int(np.triu(true, 1).sum())
     density = k / (30 * 29 / 2)
     assert contacts.precision_at(pred, true.astype(int), k, min_sep=1) > 3 * density
+
+
+def test_family_statistics_mi_is_the_baseline_mi_and_caches(tmp_path):
+    fam = structure.load_family("PF00327", TESTDATA)
+    x = fam.alignment.encoded()
+    stats = pair_cnn.family_statistics(fam, cache_dir=str(tmp_path))
+    want = contacts.mi_apc(x, msa.sequence_weights(x))
+    np.testing.assert_allclose(contacts.apc(stats["mi"]), want, atol=1e-10)
+    again = pair_cnn.family_statistics(fam, cache_dir=str(tmp_path))
+    np.testing.assert_allclose(again["cov"], stats["cov"])
+    assert (tmp_path / "msa_PF00327_all.npz").is_file()

@@ -181,3 +181,33 @@ def test_tiny_mlm_training_loss_falls():
     cfg = settings.model_config()
     ppl = protein_lm.masked_perplexity(params, cfg, seqs[:32], crop=24, rate=0.3)
     assert ppl < 8.0          # below the 10 equally frequent letters of the motif
+
+
+def test_mi_apc_cached_is_the_baseline_and_round_trips(tmp_path):
+    fam = structure.load_family("PF00327", TESTDATA)
+    x = fam.alignment.encoded()
+    want = contacts.mi_apc(x, protein_lm._msa.sequence_weights(x))
+    got = protein_lm.mi_apc_cached(fam, str(tmp_path))
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert (tmp_path / "mi_apc_PF00327.npy").is_file()
+    np.testing.assert_allclose(protein_lm.mi_apc_cached(fam, str(tmp_path)), want)
+    sub = protein_lm.mi_apc_cached(fam, None, max_sequences=50, seed=1)
+    rows = x[np.sort(np.random.default_rng(1).permutation(len(x))[:50])]
+    np.testing.assert_allclose(sub, contacts.mi_apc(rows, protein_lm._msa.sequence_weights(rows)),
+                               atol=1e-12)
+
+
+def test_family_head_maps_sit_on_the_domain_columns():
+    fam = structure.load_family("PF00327", TESTDATA)
+    cfg = dataclasses.replace(protein_lm.Settings(d_model=16, num_heads=2, d_ff=32,
+                                                  num_layers=1).model_config(), max_len=64)
+    params = transformer.init(jax.random.key(3), cfg)
+    maps = protein_lm.family_head_maps(params, cfg, fam)
+    t = len(fam.domain)
+    assert maps.shape == (2, t, t)
+    cols = [c for c, letter in enumerate(fam.domain) if letter != "-"]
+    seq = "".join(fam.domain[c] for c in cols)
+    alone = protein_lm.head_maps(params, cfg, seq)
+    np.testing.assert_allclose(maps[:, cols][:, :, cols], alone)
+    gaps = [c for c in range(t) if c not in cols]
+    assert not maps[:, gaps].any() and not maps[:, :, gaps].any()
