@@ -150,8 +150,9 @@ class Settings:
             raise ValueError(f"mask_rate must be in (0, 1), got {self.mask_rate}")
 
 
+#: ``--quick``: 3 and 2 folds, few epochs (most of its time is compilation).
 QUICK = Settings(promoter_folds=3, splice_folds=2, promoter_epochs=20, splice_epochs=2,
-                 pretrain_epochs=2, batch_size=64)
+                 pretrain_epochs=1)
 
 
 class Model(NamedTuple):
@@ -469,7 +470,6 @@ def cross_validate(task: TaskData, s: Settings, *, unlabeled=None, progress=None
     y, length = task.data.labels, task.x_tokens.shape[1]
     n_classes = len(task.data.classes)
     k = s.promoter_folds if task.name == "promoters" else s.splice_folds
-    epochs = s.promoter_epochs if task.name == "promoters" else s.splice_epochs
     models = [cnn_model(length, n_classes, s), lstm_model(n_classes, s),
               transformer_model(length, n_classes, s)]
     folds = features.stratified_kfold(y, k, seed=s.seed)
@@ -478,16 +478,21 @@ def cross_validate(task: TaskData, s: Settings, *, unlabeled=None, progress=None
     for f, (train, test) in enumerate(folds):
         seed = s.seed * 1000 + f
         for model in models:
-            _run_model(out, model, task, (train, test), epochs, s, seed)
+            _run_model(out, model, task, (train, test), s, seed)
         if unlabeled is not None and s.pretrain_epochs:
-            _run_pretrained(out, models[2], task, (train, test), unlabeled, epochs, s, seed)
+            _run_pretrained(out, models[2], task, (train, test), unlabeled, s, seed)
         if progress is not None:
             progress.update(1)
     return out
 
 
-def _run_model(out, model, task, split, epochs, s, seed, *, name=None, params=None):
+def _epochs(task: str, s: Settings) -> int:
+    return s.promoter_epochs if task == "promoters" else s.splice_epochs
+
+
+def _run_model(out, model, task, split, s, seed, *, name=None, params=None):
     train, test = split
+    epochs = _epochs(task.name, s)
     name = name or model.name
     x = task.x_onehot if model.inputs == "onehot" else task.x_tokens
     y = task.data.labels
@@ -518,7 +523,7 @@ def _store(out, key, name, n, width, rows, values):
     out[key][name][rows] = values
 
 
-def _run_pretrained(out, model, task, split, unlabeled, epochs, s, seed):
+def _run_pretrained(out, model, task, split, unlabeled, s, seed):
     """Pretrains on the fold's training tokens plus ``unlabeled``, fine-tunes, and records the
     masked-LM loss on the fold's (never seen) test sequences."""
     train, test = split
@@ -535,7 +540,7 @@ def _run_pretrained(out, model, task, split, unlabeled, epochs, s, seed):
                        "train_loss": train_loss, "test_loss": test_loss,
                        "seconds": pre_seconds})
     params = dict(model.init(jax.random.key(seed)), encoder=encoder)
-    _run_model(out, model, task, split, epochs, s, seed, name="transformer+mlm",
+    _run_model(out, model, task, split, s, seed, name="transformer+mlm",
                params=params)
 
 
@@ -550,7 +555,8 @@ def kmer_baseline(task: TaskData, s: Settings) -> np.ndarray:
 
 # --- run, report, console ---------------------------------------------------------------------
 
-def run(settings: Settings = Settings(), *, data_dir=None, out=None) -> dict:
+def run(settings: Settings = Settings(), *, data_dir=None, out=None,
+        command: str | None = None) -> dict:
     """Cross-validates every model on ``settings.tasks``; writes the report, CSVs and
     figures to ``out`` when given. Returns ``{task: summary}`` (see :func:`summarize`).
 
@@ -578,7 +584,7 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None) -> dict:
             summaries[name] = summarize(task, res)
     seconds = time.perf_counter() - start
     if out is not None:
-        write_outputs(Path(out), settings, loaded, results, summaries, seconds)
+        write_outputs(Path(out), settings, loaded, results, summaries, seconds, command)
     return {**summaries, "seconds": seconds}
 
 
@@ -613,7 +619,8 @@ def summarize(task: TaskData, res: dict) -> dict:
             "seconds": res["seconds"], "folds": len(res["folds"])}
 
 
-def write_outputs(out: Path, s: Settings, loaded, results, summaries, seconds) -> None:
+def write_outputs(out: Path, s: Settings, loaded, results, summaries, seconds,
+                  command: str | None = None) -> None:
     """``report.md``, ``predictions.csv``, ``profiles.csv`` and one PNG per task."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.csv", "w", newline="") as f:
@@ -641,7 +648,7 @@ def write_outputs(out: Path, s: Settings, loaded, results, summaries, seconds) -
                                     for t, v in enumerate(prof))
     for task, res in results.items():
         plot_profiles(out / f"{task}_profiles.png", task, loaded[task].data, res)
-    (out / "report.md").write_text(report(s, summaries, seconds))
+    (out / "report.md").write_text(report(s, summaries, seconds, command))
 
 
 def plot_profiles(path: Path, task: str, data: dna.LabelledSequences, res: dict) -> None:
@@ -675,11 +682,12 @@ def plot_profiles(path: Path, task: str, data: dna.LabelledSequences, res: dict)
     plt.close(fig)
 
 
-def report(s: Settings, summaries: dict, seconds: float) -> str:
+def report(s: Settings, summaries: dict, seconds: float, command: str | None = None) -> str:
     """The markdown report: accuracy tables beside the published numbers, landmark masses,
     the masked-LM comparison, settings and timing."""
     lines = ["# DNA applications: promoters and splice junctions", "",
-             f"Command: `{' '.join(['python -m zoo.bio.dna_models'] + sys.argv[1:])}`", "",
+             f"Command: `{command or ' '.join(['python -m zoo.bio.dna_models'] + sys.argv[1:])}`",
+             "",
              f"Settings: `{s}`", "",
              f"Wall time {seconds:.0f} s on this machine (shared CPU).", ""]
     for task, summ in summaries.items():
@@ -755,8 +763,8 @@ def _mlm_table(summ):
 
 
 def main(argv=None) -> int:
-    """``zoo bio dna_models [--quick] [--data-dir D] [--out O] [--seed N] [--tasks ...]``."""
-    parser = argparse.ArgumentParser(prog="zoo bio dna_models", description=__doc__
+    """``zoo bio dna [--quick] [--data-dir D] [--out O] [--seed N] [--tasks ...]``."""
+    parser = argparse.ArgumentParser(prog="zoo bio dna", description=__doc__
                                      .splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer folds and epochs "
                         "(a few minutes on 2 CPU cores)")
@@ -769,9 +777,10 @@ def main(argv=None) -> int:
     base = QUICK if args.quick else Settings()
     settings = dataclasses.replace(base, seed=args.seed, tasks=tuple(args.tasks))
     try:
-        summary = run(settings, data_dir=args.data_dir, out=args.out)
+        command = None if argv is None else " ".join(["zoo bio dna", *argv])
+        summary = run(settings, data_dir=args.data_dir, out=args.out, command=command)
     except FileNotFoundError as err:
-        print(f"zoo bio dna_models: {err}", file=sys.stderr)
+        print(f"zoo bio dna: {err}", file=sys.stderr)
         return 1
     for task in settings.tasks:
         for name, a in summary[task]["accuracy"].items():
