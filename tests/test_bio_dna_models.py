@@ -102,7 +102,8 @@ def test_transformer_saliency_matches_finite_differences():
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32
                               else a, model.init(jax.random.key(5)))
-        f = lambda v: float(model.onehot_logits(params, jnp.asarray(v))[0, 1])
+        logit = jax.jit(lambda v: model.onehot_logits(params, v)[0, 1])
+        f = lambda v: float(logit(jnp.asarray(v)))
         for s in range(9):
             for c in range(4):
                 up, down = x.copy(), x.copy()
