@@ -219,23 +219,32 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def plot_projections(panels: dict, path) -> Path:
-    """A grid of 2-D projections: ``panels[(row, col)] = (xy [B, 2], labels [B], classes)``."""
+    """A grid of 2-D projections, one row per data set and one column per embedding:
+    ``panels[(row, col)] = (xy [B, 2], labels [B], classes)``, columns in insertion order
+    within each row."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = sorted({r for r, _ in panels}, key=list(dict.fromkeys(r for r, _ in panels)).index)
-    cols = list(dict.fromkeys(c for _, c in panels))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.3 * len(rows)),
+    rows = list(dict.fromkeys(r for r, _ in panels))
+    by_row = {r: [c for q, c in panels if q == r] for r in rows}
+    width = max(len(c) for c in by_row.values())
+    fig, axes = plt.subplots(len(rows), width, figsize=(3.8 * width, 3.6 * len(rows)),
                              squeeze=False)
-    for (r, c), (xy, y, classes) in panels.items():
-        ax = axes[rows.index(r)][cols.index(c)]
-        cmap = plt.get_cmap("tab10")
-        for k, name in enumerate(classes):
-            sel = y == k
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(k % 10), label=name, alpha=0.6)
-        ax.set(title=f"{r}: {c}", xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
-        if cols.index(c) == len(cols) - 1:
-            ax.legend(fontsize=6, markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5))
+    cmap = plt.get_cmap("tab10")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(by_row[r]):
+            xy, y, classes = panels[(r, c)]
+            ax = axes[i][j]
+            for k, name in enumerate(classes):
+                sel = y == k
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(k % 10), label=name,
+                           alpha=0.6)
+            ax.set_title(f"{r}\n{c}", fontsize=8)
+            ax.set(xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
+        axes[i][len(by_row[r]) - 1].legend(fontsize=6, markerscale=3, loc="center left",
+                                           bbox_to_anchor=(1, 0.5))
+        for j in range(len(by_row[r]), width):
+            axes[i][j].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
