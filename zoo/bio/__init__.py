@@ -12,6 +12,13 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
   multi-class MCC, binary ROC AUC.
 * ``msa``, ``structure``, ``contacts``, ``escape``: alignments, PDB structures, contact maps,
   viral-escape scoring.
+* the applications, each run by ``zoo bio APP`` (or ``python -m zoo.bio.<module>``):
+  ``protein_lm`` (a masked protein LM and contacts from its attention; ``zoo bio contacts``),
+  ``pair_cnn`` (an AlphaFold-v1-style dilated residual CNN on pair features; ``pair-cnn``),
+  ``contacts`` (the MI+APC baseline; ``mi``), ``dna_models`` (promoter and splice classifiers
+  and a DNA masked LM; ``dna``), ``localization`` (DeepLoc's BiLSTM with attention pooling;
+  ``localize``), ``bilstm_lm`` (the two-sided BiLSTM LM and CSCS viral escape; ``escape``),
+  ``embeddings`` (sequence embeddings under a linear probe; ``embed``).
 
 >>> import zoo.bio
 >>> zoo.bio.tokenizers.ProteinTokenizer().encode("MK").tolist()
@@ -21,7 +28,8 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
 import importlib
 
 _LAZY = ("tokenizers", "fasta", "dna", "features", "metrics", "msa", "structure", "contacts",
-         "escape")
+         "escape", "protein_lm", "pair_cnn", "dna_models", "localization", "bilstm_lm",
+         "embeddings")
 
 
 def __getattr__(name):

@@ -681,7 +681,7 @@ def plot_curves(scored: dict, path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``zoo bio bilstm_lm [--quick] [--corpus FASTA ...] [--data-dir D] [--out O]``."""
-    p = argparse.ArgumentParser(prog="zoo bio bilstm_lm", description=(
+    p = argparse.ArgumentParser(prog="zoo bio escape", description=(
         "Train the BiLSTM protein LM on FASTA files and score viral escape (CSCS)."))
     p.add_argument("--quick", action="store_true", help="a short run: subset, H1 only")
     p.add_argument("--corpus", nargs="+", default=None,

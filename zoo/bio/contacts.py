@@ -363,7 +363,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     """Prints contact precisions on every family: ``python -m zoo.bio.contacts --data-dir D``
     (MI+APC; ``--method plm`` for plmDCA)."""
     from zoo.bio import structure
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="zoo bio mi", description=main.__doc__)
     parser.add_argument("--data-dir", default=None, help="the data root (or $ZOO_DATA)")
     parser.add_argument("--pseudocount", type=float, default=MI_PSEUDOCOUNT)
     parser.add_argument("--families", nargs="*", default=None)

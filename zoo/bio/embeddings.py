@@ -422,7 +422,7 @@ def _report_text(settings, result, lines):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``zoo bio embeddings [--quick] [--protein-lm LM.npz] [--data-dir D] [--out O]``."""
-    p = argparse.ArgumentParser(prog="zoo bio embeddings", description=(
+    p = argparse.ArgumentParser(prog="zoo bio embed", description=(
         "Protein and DNA embeddings (k-mers, BiLSTM LM, seq2seq autoencoder) and a "
         "cross-validated linear probe."))
     p.add_argument("--quick", action="store_true", help="subsets and short training")

@@ -838,7 +838,7 @@ def run(settings: Settings, *, data_dir=None, out=None, command: str | None = No
 
 def main(argv=None) -> int:
     """``zoo bio localization [--quick] [--data-dir D] [--out O] [--seed S]``."""
-    parser = argparse.ArgumentParser(prog="zoo bio localization", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="zoo bio localize", description=__doc__.split(
         "\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="a few hundred proteins, tiny models, 3 epochs (minutes on a CPU)")

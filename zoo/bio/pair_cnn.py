@@ -365,7 +365,7 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
 
 def main(argv=None) -> int:
     """``zoo bio pair_cnn [--quick] [--data-dir D] [--out O] [--seed S]``."""
-    parser = argparse.ArgumentParser(prog="zoo bio pair_cnn",
+    parser = argparse.ArgumentParser(prog="zoo bio pair-cnn",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small run (minutes)")
     parser.add_argument("--data-dir", default=None, help="the data root (default $ZOO_DATA)")

@@ -711,7 +711,7 @@ def _progress(it, enabled: bool, desc: str):
 
 def main(argv=None) -> int:
     """``zoo bio protein_lm [--quick] [--data-dir D] [--out O] [--seed S]``."""
-    parser = argparse.ArgumentParser(prog="zoo bio protein_lm", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="zoo bio contacts", description=__doc__.split(
         "\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small run (minutes)")
     parser.add_argument("--data-dir", default=None, help="the data root (default $ZOO_DATA)")
