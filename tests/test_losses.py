@@ -45,3 +45,28 @@ def test_masked_mean_weights_entries_and_survives_an_empty_mask():
 def test_every_task_has_a_loss():
     assert set(losses.TASKS) == set(losses.LOSSES)
     assert {"lm", "masked_lm", "seq2seq", "classification"} <= set(losses.TASKS)
+
+
+def test_cross_entropy_refuses_labels_outside_the_classes_even_under_jit():
+    logits = jnp.zeros((3, 4))
+    for bad in ([0, 4, 1], [0, -1, 1]):
+        with pytest.raises(ValueError, match=r"labels must hold class ids in \[0, 3\]"):
+            losses.cross_entropy(logits, jnp.array(bad))
+        with pytest.raises(Exception, match=r"labels must hold class ids in \[0, 3\]"):
+            jax.block_until_ready(jax.jit(losses.cross_entropy)(logits, jnp.array(bad)))
+    # a masked position may hold anything (padding), and a good batch passes under jit
+    masked = losses.cross_entropy(logits, jnp.array([0, 9, 1]), jnp.array([1, 0, 1]))
+    assert float(masked) == pytest.approx(np.log(4))
+    assert float(jax.jit(losses.cross_entropy)(logits, jnp.array([3, 2, 1]))) == pytest.approx(
+        np.log(4))
+
+
+def test_language_model_targets_outside_the_vocabulary_are_refused():
+    import zoo
+    spec = zoo.get("transformer-lm_tiny")
+    params = spec.init(jax.random.key(0))
+    (tokens,), targets = spec.example_batch(jax.random.key(1), 2)
+    loss = lambda t: spec.module.loss(params, (tokens,), t, spec.config)
+    assert np.isfinite(float(loss(targets)))
+    with pytest.raises(ValueError, match=r"labels must hold class ids in \[0, 11\]"):
+        loss(targets.at[0, 0].set(12))

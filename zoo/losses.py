@@ -22,18 +22,26 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
+from zoo._checks import in_range
+
 
 def cross_entropy(logits: Float[Array, "... V"], labels: Int[Array, "..."],
                   mask: Array | None = None) -> jax.Array:
     """Mean softmax cross-entropy with integer labels, in float32; ``mask`` weights entries.
 
-    Serves classification (``[B, V]`` logits), sequence labelling and language modelling
+    Labels where the mask is nonzero must lie in ``[0, V)``, checked under ``jit`` too (a
+    ``ValueError`` naming ``labels``, not a NaN loss). Serves classification (``[B, V]`` logits), sequence labelling and language modelling
     (``[B, T, V]`` logits against ``[B, T]`` labels, padding masked out).
 
     >>> logits = jnp.array([[[0.0, 0.0], [5.0, -5.0]]])
     >>> float(cross_entropy(logits, jnp.array([[0, 1]]), jnp.array([[1, 0]])))  # log 2
     0.6931...
     """
+    if mask is not None:          # a masked position may hold any label (padding)
+        kept = mask.reshape(mask.shape + (1,) * (labels.ndim - mask.ndim)) != 0
+        labels = jnp.where(jnp.broadcast_to(kept, labels.shape), labels, 0)
+    in_range(labels, "labels", 0, logits.shape[-1] - 1, what="class ids",
+             hint=f"The outputs have {logits.shape[-1]} classes.")
     losses = optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), labels)
     return masked_mean(losses, mask)

@@ -52,11 +52,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks, attention, layers
+from zoo.losses import cross_entropy
 from zoo.sharding import auto_inside, constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
 
@@ -251,10 +251,7 @@ def loss(params: Params, inputs: tuple, targets: Int[Array, "B T"], cfg: Config,
     inputs = _checks.inputs_tuple(inputs, "inputs", 2 if enc_dec else 1,
                                   "(src, tgt_in)" if enc_dec else "(tokens,)")
     logits = apply(params, *inputs, cfg=cfg, key=key, train=key is not None)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                             targets)
-    weight = (targets != PAD).astype(jnp.float32)
-    return (losses * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+    return cross_entropy(logits, targets, targets != PAD)
 
 
 def example_batch(key: jax.Array, cfg: Config, batch_size: int, length: int = 9):

@@ -172,8 +172,8 @@ def attention_pool(p: Params, h: Float[Array, "B T D"], mask: Array
     >>> p = {"w_di": jnp.eye(2), "b_i": jnp.zeros(2), "v_i": jnp.array([1.0, 0.0])}
     >>> h = jnp.array([[[0.0, 1.0], [1.0, 0.0], [5.0, 5.0]]])
     >>> c, a = attention_pool(p, h, jnp.array([[True, True, False]]))
-    >>> a.round(4).tolist()     # softmax(0, tanh 1) over the two valid positions
-    [[0.3183, 0.6817, 0.0]]
+    >>> [round(float(x), 4) for x in a[0]]     # softmax(0, tanh 1) over the two valid ones
+    [0.3183, 0.6817, 0.0]
     """
     e = jnp.tanh(h @ p["w_di"].astype(h.dtype) + p["b_i"].astype(h.dtype)) \
         @ p["v_i"].astype(h.dtype)
