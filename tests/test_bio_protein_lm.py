@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from zoo import transformer
-from zoo.bio import contacts, protein_lm, structure
+from zoo.bio import contacts, msa, protein_lm, structure
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 TESTDATA = Path(__file__).parent / "data" / "bio" / "pfam"
@@ -211,3 +211,132 @@ def test_family_head_maps_sit_on_the_domain_columns():
     np.testing.assert_allclose(maps[:, cols][:, :, cols], alone)
     gaps = [c for c in range(t) if c not in cols]
     assert not maps[:, gaps].any() and not maps[:, :, gaps].any()
+
+
+# --- attention averaged over a family's homologs -------------------------------------------
+
+def _made_up_family():
+    # Six columns. The domain has residues in columns 0, 1, 2, 4, 5 (all structured); r0 and
+    # r1 cover three of those five columns each, r2 one (too sparse), r3 is the domain again.
+    # r1's "a" is an insert state: a residue of the sequence that sits in no column.
+    text = ">r0\nMK-GL-\n>r1\nA-aC--W\n>r2\n---G-W\n>r3\nMKV-LW\n"
+    return structure.Family("PF99999", "9XYZ_A", msa.parse_alignment(text), "MKV-LW", None,
+                            np.array([0, 1, 2, -1, 3, 4]))
+
+
+def _tiny_lm(max_len=24, seed=4):
+    cfg = dataclasses.replace(protein_lm.Settings(d_model=16, num_heads=2, d_ff=32,
+                                                  num_layers=2).model_config(), max_len=max_len)
+    return transformer.init(jax.random.key(seed), cfg), cfg
+
+
+def test_homolog_sequences_by_hand():
+    seqs, index = protein_lm.homolog_sequences(_made_up_family(), 10)
+    assert seqs == ["MKVLW", "MKGL", "AACW"]          # the domain first; r2 sparse, r3 = domain
+    assert index.tolist() == [[0, 1, 2, -1, 3, 4],     # M K V - L W
+                              [0, 1, -1, 2, 3, -1],    # M K - G L -
+                              [0, -1, 2, -1, -1, 3]]   # A - (a) C - - W: the insert skipped
+    assert protein_lm.homolog_rows(_made_up_family(), 1).tolist() == []   # the domain alone
+    # A stricter coverage keeps none of r0, r1 (3 of 5 structured columns each).
+    assert protein_lm.homolog_rows(_made_up_family(), 10, min_fraction=0.7).tolist() == []
+    assert protein_lm.homolog_rows(_made_up_family(), 10, max_len=3).tolist() == []
+
+
+def test_place_on_columns_by_hand():
+    # Two rows of the made-up alignment with hand-made maps, I = 2 heads, padded to S = 4.
+    r0, r1 = [0, 1, -1, 2, 3, -1], [0, -1, 2, -1, -1, 3]
+    m = np.zeros((2, 2, 4, 4))
+    m[0] = np.arange(32.0).reshape(2, 4, 4)
+    m[1] = 100 + np.arange(32.0).reshape(2, 4, 4)
+    total, count = protein_lm.place_on_columns(jnp.asarray(m), jnp.array([r0, r1]))
+    total, count = np.asarray(total), np.asarray(count)
+    assert total.shape == (2, 6, 6) and count.shape == (6, 6)
+    np.testing.assert_allclose(total[:, 0, 0], m[0, :, 0, 0] + m[1, :, 0, 0])  # both rows
+    np.testing.assert_allclose(total[:, 0, 5], m[1, :, 0, 3])                 # r1 only
+    np.testing.assert_allclose(total[:, 4, 1], m[0, :, 3, 1])                 # r0 only
+    assert count[0, 0] == 2 and count[0, 5] == 1 and count[4, 1] == 1
+    assert count[1, 2] == 0 and not total[:, 1, 2].any()      # no row has both columns
+    want, n = np.zeros((2, 6, 6)), np.zeros((6, 6))
+    for maps, r in zip(m, (r0, r1)):
+        for c in range(6):
+            for d in range(6):
+                if r[c] >= 0 and r[d] >= 0:
+                    want[:, c, d] += maps[:, r[c], r[d]]
+                    n[c, d] += 1
+    np.testing.assert_allclose(total, want, atol=1e-4)
+    np.testing.assert_array_equal(count, n)
+
+
+def test_homolog_head_maps_are_the_mean_over_rows_present():
+    params, cfg = _tiny_lm()
+    got = protein_lm.homolog_head_maps(params, cfg, _made_up_family(), 10)
+    per_row = {"MKVLW": [0, 1, 2, -1, 3, 4], "MKGL": [0, 1, -1, 2, 3, -1],
+               "AACW": [0, -1, 2, -1, -1, 3]}
+    total, n = np.zeros((4, 6, 6)), np.zeros((6, 6))
+    for seq, r in per_row.items():
+        maps = protein_lm.head_maps(params, cfg, seq)          # sym + APC of one sequence
+        for c in range(6):
+            for d in range(6):
+                if r[c] >= 0 and r[d] >= 0:
+                    total[:, c, d] += maps[:, r[c], r[d]]
+                    n[c, d] += 1
+    want = np.where(n > 0, total / np.maximum(n, 1), 0.0)
+    assert got.shape == (4, 6, 6)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert n[3, 2] == 0 and not got[:, 3, 2].any() and not got[:, 2, 3].any()
+    assert n[0, 0] == 3 and n[3, 3] == 1
+
+
+def test_homolog_head_maps_of_one_sequence_are_the_domain_maps():
+    fam = structure.load_family("PF00327", TESTDATA)
+    params, cfg = _tiny_lm(max_len=64)
+    np.testing.assert_allclose(protein_lm.homolog_head_maps(params, cfg, fam, 1),
+                               protein_lm.family_head_maps(params, cfg, fam), atol=1e-5)
+
+
+def test_homolog_rows_follow_the_seed_and_skip_the_domain():
+    fam = structure.load_family("PF00327", TESTDATA)
+    rows = protein_lm.homolog_rows(fam, 17, seed=3)
+    assert len(rows) == 16 and list(rows) == sorted(set(rows.tolist()))
+    np.testing.assert_array_equal(rows, protein_lm.homolog_rows(fam, 17, seed=3))
+    assert set(rows.tolist()) != set(protein_lm.homolog_rows(fam, 17, seed=4).tolist())
+    domain = fam.domain.upper()
+    eligible = [b for b, r in enumerate(fam.alignment.rows)
+                if r != domain and sum(r[c] != "-" for c in range(len(r))
+                                       if fam.column_residue[c] >= 0)
+                >= 0.5 * (fam.column_residue >= 0).sum()]
+    pick = np.sort(np.random.default_rng(3).permutation(len(eligible))[:16])
+    assert rows.tolist() == [eligible[k] for k in pick]        # the documented draw
+    seqs, _ = protein_lm.homolog_sequences(fam, 17, seed=3)
+    assert seqs[0] == "".join(c for c in fam.domain if c != "-")
+
+
+def test_homologs_below_zero_are_refused_by_name(capsys):
+    with pytest.raises(ValueError, match="homologs must be >= 0"):
+        protein_lm.Settings(homologs=-1)
+    params, cfg = _tiny_lm()
+    with pytest.raises(ValueError, match="homologs must be >= 0"):
+        protein_lm.attention_predictors(params, cfg, {}, homologs=-1, progress=False)
+    with pytest.raises(ValueError, match="homologs must be >= 1"):
+        protein_lm.homolog_rows(_made_up_family(), 0)
+    with pytest.raises(SystemExit):
+        protein_lm.main(["--homologs", "-2"])
+    assert "--homologs must be >= 0" in capsys.readouterr().err
+
+
+def test_params_flag_scores_a_saved_model_without_training(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(protein_lm, "run", lambda settings, **kw: seen.update(
+        settings=settings, **kw) or {"summary": {}, "perplexity": 1.0})
+    from zoo import cli
+    assert cli.main(["bio", "contacts", "--data-dir", str(TESTDATA), "--homologs", "16",
+                     "--params", "p.npz", "--out", str(tmp_path)]) == 0
+    assert seen["params"] == "p.npz" and seen["settings"].homologs == 16
+    assert seen["out"] == str(tmp_path)
+
+
+def test_run_refuses_params_of_another_model(tmp_path):
+    params, cfg = _tiny_lm()
+    protein_lm.save_params(params, tmp_path / "p.npz", cfg)
+    with pytest.raises(ValueError, match="params: .*p.npz holds a model"):
+        protein_lm.run(protein_lm.Settings(), params=tmp_path / "p.npz", progress=False)

@@ -34,6 +34,20 @@ and give four predictors:
 
 * and the MI+APC baseline of the alignment (:func:`zoo.bio.contacts.mi_apc`).
 
+**Homolog-averaged attention** (``Settings.homologs = K``). Like MI+APC, this reads the
+family's alignment at inference only (the LM never trains on a held-out family): the domain
+and up to ``K − 1`` alignment rows drawn with the run's seed (rows with residues in fewer
+than half of the domain's structured columns skipped; :func:`homolog_rows`) each go through
+the LM gap-free, their ``F_k^{(l,n)}`` are placed on the alignment columns by each row's
+residue ↔ column map ``r_k``, and each column pair averages the rows with residues at both
+columns (0 where none)::
+
+    F̄^{(l,n)}_cd = Σ_k a_k(c, d) F_k^{(l,n)}[r_k(c), r_k(d)] / Σ_k a_k(c, d),
+    a_k(c, d) = [r_k(c) ≥ 0 ∧ r_k(d) ≥ 0]
+
+The three attention predictors are then chosen and fitted again on the training families'
+``F̄`` (:func:`homolog_head_maps`, :func:`attention_predictors`).
+
 Shape letters: ``B`` sequences, ``T`` residues (or alignment columns), ``L`` layers, ``N``
 heads, ``I`` features (``L·N`` heads), ``V`` vocabulary.
 
@@ -65,7 +79,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Float, Int
+from jaxtyping import Array, Float, Int
 
 from zoo import transformer
 from zoo.bio import contacts as _contacts
@@ -130,6 +144,9 @@ class Settings:
         max_sequences: alignment rows used for the MI+APC baseline (a random subset drawn
             with ``seed``; ``None``: all).
         cache_dir: where MI+APC maps are cached between runs (``None``: no cache).
+        homologs: also score attention averaged over the domain and up to ``homologs − 1``
+            alignment rows drawn with ``seed`` (:func:`homolog_head_maps`); 0: the domain
+            sequence's maps only.
     """
     d_model: int = 64
     num_heads: int = 8
@@ -146,6 +163,12 @@ class Settings:
     seed: int = 0
     max_sequences: int | None = None
     cache_dir: str | None = None
+    homologs: int = 0
+
+    def __post_init__(self):
+        if self.homologs < 0:
+            raise ValueError(f"homologs must be >= 0 (0: the domain sequence alone), got "
+                             f"{self.homologs!r}")
 
     def model_config(self) -> transformer.Config:
         """The :class:`zoo.transformer.Config` (kind ``"encoder"``); ``max_len`` 192 covers
@@ -325,6 +348,123 @@ def family_head_maps(params, cfg: transformer.Config, family) -> Float[np.ndarra
     return out
 
 
+# --- contacts from attention averaged over a family's homologs --------------------------------
+
+def homolog_rows(family, homologs: int, *, seed: int = 0, min_fraction: float = 0.5,
+                 max_len: int | None = None) -> Int[np.ndarray, "K"]:
+    """The alignment rows averaged with the domain: up to ``homologs − 1`` of them, drawn
+    without replacement by ``default_rng(seed)`` among the eligible rows, in row order.
+
+    A row is eligible when it has residues in at least ``min_fraction`` of the domain's
+    structured columns (``column_residue ≥ 0``), is not the domain itself (the domain enters
+    the average once, through :func:`homolog_sequences`) and, if ``max_len`` is given, has
+    at most ``max_len`` residues.
+
+    Raises:
+        ValueError: if ``homologs < 1`` or ``min_fraction`` is not in [0, 1].
+    """
+    if homologs < 1:
+        raise ValueError(f"homologs must be >= 1 (the domain alone), got {homologs!r}")
+    if not 0 <= min_fraction <= 1:
+        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}")
+    aln = family.alignment
+    structured = family.column_residue >= 0
+    covered = (aln.encoded()[:, structured] != _msa.GAP).sum(1)
+    domain_row = family.domain.upper()
+    ok = [b for b in range(len(aln)) if covered[b] >= min_fraction * structured.sum()
+          and aln.rows[b] != domain_row
+          and (max_len is None or len(aln.sequences[b]) <= max_len)]
+    pick = np.random.default_rng(seed).permutation(len(ok))[:homologs - 1]
+    return np.array(ok, np.int64)[np.sort(pick)]
+
+
+def homolog_sequences(family, homologs: int, *, seed: int = 0, min_fraction: float = 0.5,
+                      max_len: int | None = None) -> tuple[list[str], Int[np.ndarray, "K T"]]:
+    """``(sequences, residue_of_column)``: the domain's gap-free sequence first, then those
+    of :func:`homolog_rows` (``K ≤ homologs``); ``residue_of_column[k, c]`` is the index of
+    sequence ``k``'s residue in alignment column ``c``, or −1 (a gap)."""
+    rows = homolog_rows(family, homologs, seed=seed, min_fraction=min_fraction,
+                        max_len=max_len)
+    present = np.array([c != "-" for c in family.domain])
+    domain_index = np.where(present, np.cumsum(present) - 1, -1)
+    seqs = ["".join(c for c in family.domain if c != "-").upper()]
+    seqs += [family.alignment.sequences[b] for b in rows]
+    index = [domain_index] + [family.alignment.residue_of_column(b) for b in rows]
+    return seqs, np.stack(index).astype(np.int64)
+
+
+def place_on_columns(maps: Float[Array, "B I S S"], residue_of_column: Int[Array, "B T"]
+                     ) -> tuple[Float[Array, "I T T"], Int[Array, "T T"]]:
+    """Per-row maps over residues moved onto alignment columns and summed over rows:
+    ``(Σ_b [r_b(c) ≥ 0 ∧ r_b(d) ≥ 0] M_b[r_b(c), r_b(d)],  Σ_b [r_b(c) ≥ 0 ∧ r_b(d) ≥ 0])``,
+    ``r_b = residue_of_column[b]`` (−1: row ``b`` has a gap in that column). NumPy or JAX
+    arrays in, JAX arrays out.
+
+    >>> m = jnp.arange(4.0).reshape(1, 1, 2, 2)
+    >>> total, count = place_on_columns(m, jnp.array([[1, -1, 0]]))
+    >>> total[0].tolist(), count.tolist()
+    ([[3.0, 0.0, 2.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], [[1, 0, 1], [0, 0, 0], [1, 0, 1]])
+    """
+    index = jnp.asarray(residue_of_column)
+    safe = jnp.maximum(index, 0)
+    moved = jax.vmap(lambda m, r: m[:, r[:, None], r[None, :]])(jnp.asarray(maps), safe)
+    both = (index >= 0)[:, :, None] & (index >= 0)[:, None, :]          # [B, T, T]
+    total = jnp.sum(jnp.where(both[:, None], moved, 0.0), axis=0)
+    return total, jnp.sum(both, axis=0, dtype=jnp.int32)
+
+
+#: Sequences per compiled call of the homolog maps: the ``[L, B, N, S, S]`` attention of
+#: 16 rows at ``max_len`` 192 is 75 MB in float32, small beside a 2-core CPU's memory.
+HOMOLOG_BATCH = 16
+
+
+def homolog_head_maps(params, cfg: transformer.Config, family, homologs: int, *,
+                      seed: int = 0, min_fraction: float = 0.5
+                      ) -> Float[np.ndarray, "I T T"]:
+    """Every head's ``apc(sym(A))`` averaged over the domain and its homologs, on the
+    alignment's columns (``[I, T, T]`` like :func:`family_head_maps`)::
+
+        F̄_cd = Σ_k [k has residues at c and d] F_k[r_k(c), r_k(d)] / Σ_k [same],  0 if none
+
+    ``F_k`` the :func:`head_maps` of sequence ``k`` of :func:`homolog_sequences` (gaps
+    removed); the rows run :data:`HOMOLOG_BATCH` at a time, padded to ``cfg.max_len`` (one
+    compiled shape). The alignment is read at inference only, as MI+APC reads it.
+
+    Raises:
+        ValueError: if ``homologs < 1``, or the alignment is wider than ``cfg.max_len``.
+    """
+    seqs, index = homolog_sequences(family, homologs, seed=seed, min_fraction=min_fraction,
+                                    max_len=cfg.max_len)
+    t, width = index.shape[1], cfg.max_len
+    if t > width:
+        raise ValueError(f"{family.pfam_id}: the alignment has {t} columns, more than "
+                         f"max_len {width}")
+    tok = _tok.ProteinTokenizer(unknown="map")
+    total, count = 0.0, 0
+    for lo in range(0, len(seqs), HOMOLOG_BATCH):
+        ids = np.zeros((HOMOLOG_BATCH, width), np.int32)
+        where = np.full((HOMOLOG_BATCH, width), -1, np.int64)   # padding rows: no residue
+        for b, s in enumerate(seqs[lo:lo + HOMOLOG_BATCH]):
+            ids[b, :len(s)] = tok.encode(s)
+            where[b, :t] = index[lo + b]
+        part, n = _homolog_sums(params, jnp.asarray(ids), jnp.asarray(where), cfg)
+        total, count = total + np.asarray(part, np.float64), count + np.asarray(n)
+    mean = total / np.maximum(count, 1)
+    return mean[:, :t, :t]
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _homolog_sums(params, ids, residue_of_column, cfg):
+    a = transformer.attention_maps(params, ids, cfg=cfg).astype(jnp.float32)  # [L, B, N, S, S]
+    a = jnp.moveaxis(a, 1, 0).reshape(ids.shape[0], -1, *ids.shape[1:], ids.shape[1])
+    real = (ids != _tok.PAD).astype(jnp.float32)
+    a = a * real[:, None, :, None] * real[:, None, None, :]     # the residues' block only
+    s = _contacts.symmetrize(a)
+    total = s.sum((-1, -2), keepdims=True)
+    s = jnp.where(total > 0, s, 1.0)             # all-pad rows: no 0/0; they are masked out
+    return place_on_columns(_contacts.apc(s), residue_of_column)
+
+
 def head_scores(maps: Float[np.ndarray, "I T T"], family, key: str = "long_P@L/5"
                 ) -> Float[np.ndarray, "I"]:
     """Each head's ``key`` precision on ``family``."""
@@ -438,24 +578,39 @@ def mi_apc_cached(family, cache_dir: str | None = None, *, max_sequences: int | 
 
 
 def attention_predictors(params, cfg: transformer.Config, families: dict, *,
-                         l1: float = 1e-3, progress: bool = True) -> dict:
+                         l1: float = 1e-3, homologs: int = 0, seed: int = 0,
+                         progress: bool = True) -> dict:
     """The attention predictors, chosen and fitted on :data:`TRAIN_FAMILIES`.
+
+    ``homologs`` 0 reads the maps of each domain sequence (:func:`family_head_maps`);
+    ``homologs ≥ 1`` their averages over the domain and up to ``homologs − 1`` alignment
+    rows drawn with ``seed`` (:func:`homolog_head_maps`), for the training families (the
+    head choice and the regression) as for the held-out ones, and the method names end in
+    ``" (<homologs> homologs)"``.
 
     Returns a dict: ``maps`` ``{pfam: [I, T, T]}`` head maps, ``head_train`` ``[I]`` each
     head's mean long-range P@L/5 on the training families, ``best_head`` its argmax, the
     fitted ``logistic`` (:class:`L1Logistic`) and ``scores`` ``{method: {pfam: [T, T]}}``
     for ``"best head"``, ``"mean of heads"`` and ``"supervised attention"``.
+
+    Raises:
+        ValueError: if ``homologs < 0``.
     """
-    maps = {p: family_head_maps(params, cfg, f)
-            for p, f in _progress(families.items(), progress, "attention maps")}
+    if homologs < 0:
+        raise ValueError(f"homologs must be >= 0 (0: the domain sequence alone), got "
+                         f"{homologs!r}")
+    bar = _progress(families.items(), progress, "attention maps")
+    maps = {p: (homolog_head_maps(params, cfg, f, homologs, seed=seed) if homologs
+                else family_head_maps(params, cfg, f)) for p, f in bar}
     train = [p for p in TRAIN_FAMILIES if p in families]
     head_train = np.mean([head_scores(maps[p], families[p]) for p in train], axis=0)
     best = int(np.argmax(head_train))
     xs, ys = zip(*(pair_features(maps[p], families[p]) for p in train))
     model = fit_l1_logistic(np.concatenate(xs), np.concatenate(ys), l1=l1)
-    scores = {"best head": {p: m[best] for p, m in maps.items()},
-              "mean of heads": {p: m.mean(0) for p, m in maps.items()},
-              "supervised attention": {p: model.score_maps(m) for p, m in maps.items()}}
+    tag = f" ({homologs} homologs)" if homologs else ""
+    scores = {"best head" + tag: {p: m[best] for p, m in maps.items()},
+              "mean of heads" + tag: {p: m.mean(0) for p, m in maps.items()},
+              "supervised attention" + tag: {p: model.score_maps(m) for p, m in maps.items()}}
     return {"maps": maps, "head_train": head_train, "best_head": best, "logistic": model,
             "scores": scores}
 
@@ -489,37 +644,59 @@ def load_families(pfam_ids, root=None) -> dict:
     return {p: _structure.load_family(p, root) for p in pfam_ids}
 
 
-def run(settings: Settings = Settings(), *, data_dir=None, out=None,
-        progress: bool = True) -> dict:
-    """Trains the LM on the training families, measures its held-out perplexity, scores
-    contacts from attention and MI+APC on every family, and writes the report to ``out``
-    (if given). Returns the numbers (see the keys of the dict)."""
+def run(settings: Settings = Settings(), *, data_dir=None, out=None, progress: bool = True,
+        params: str | Path | None = None) -> dict:
+    """Trains the LM on the training families (or, with ``params``, reads a
+    :func:`save_params` file and trains nothing), measures its held-out perplexity, scores
+    contacts from attention (the domain sequences', and their homolog averages when
+    ``settings.homologs``) and MI+APC on every family, and writes the report to ``out`` (if
+    given). Returns the numbers (see the keys of the dict).
+
+    Raises:
+        ValueError: if the model in ``params`` is not ``settings.model_config()``.
+    """
     start = time.time()
+    cfg = settings.model_config()
+    saved = None if params is None else _saved_params(params, cfg)     # its error, early
     families = load_families(TRAIN_FAMILIES + HELDOUT_FAMILIES, data_dir)
     rng = np.random.default_rng(settings.seed)
     train_seqs = family_sequences([families[p] for p in TRAIN_FAMILIES],
                                   settings.per_family, rng)
     test_seqs = family_sequences([families[p] for p in HELDOUT_FAMILIES],
                                  settings.heldout_per_family, rng)
-    params, history = train(settings, train_seqs, progress=progress)
-    cfg = settings.model_config()
-    perplexity = masked_perplexity(params, cfg, test_seqs, crop=settings.crop,
-                                   rate=settings.mask_rate)
-    pred = attention_predictors(params, cfg, families, l1=settings.l1, progress=progress)
+    if saved is None:
+        weights, history = train(settings, train_seqs, progress=progress)
+    else:
+        weights, history = saved, []
+    preds = [attention_predictors(weights, cfg, families, l1=settings.l1, homologs=k,
+                                  seed=settings.seed, progress=progress)
+             for k in dict.fromkeys((0, settings.homologs))]
     scores = {"MI+APC": {p: mi_apc_cached(f, settings.cache_dir, seed=settings.seed,
                                           max_sequences=settings.max_sequences)
-                         for p, f in families.items()},
-              **pred["scores"]}
+                         for p, f in families.items()}}
+    for pred in preds:
+        scores.update(pred["scores"])
     rows = evaluate(scores, families, HELDOUT_FAMILIES)
-    result = {"settings": dataclasses.asdict(settings), "perplexity": perplexity,
+    result = {"settings": dataclasses.asdict(settings), "history": history,
+              "perplexity": masked_perplexity(weights, cfg, test_seqs, crop=settings.crop,
+                                              rate=settings.mask_rate),
               "unigram_perplexity": unigram_perplexity(train_seqs, test_seqs),
-              "history": history, "num_train_sequences": len(train_seqs),
-              "num_test_sequences": len(test_seqs), "best_head": pred["best_head"],
-              "head_train": pred["head_train"].tolist(), "rows": rows,
-              "summary": summarize(rows), "params": params, "seconds": time.time() - start}
+              "num_train_sequences": len(train_seqs), "num_test_sequences": len(test_seqs),
+              "best_head": preds[0]["best_head"], "head_train": preds[0]["head_train"].tolist(),
+              "rows": rows, "summary": summarize(rows), "params": weights,
+              "params_from": None if params is None else str(params),
+              "seconds": time.time() - start}
     if out is not None:
-        write_report(result, pred, scores, families, Path(out))
+        write_report(result, preds, scores, families, Path(out))
     return result
+
+
+def _saved_params(path, cfg: transformer.Config) -> dict:
+    """:func:`load_params` of ``path``, checked to be a model of ``cfg``."""
+    params, saved = load_params(path)
+    if saved != cfg:
+        raise ValueError(f"params: {path} holds a model of {saved}, the settings ask for {cfg}")
+    return params
 
 
 def save_params(params, path: Path, cfg: transformer.Config) -> None:
@@ -632,21 +809,23 @@ def plot_heads(head_train: np.ndarray, num_layers: int, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Path) -> None:
-    """``report.md``, ``per_family.csv``, ``heads.png``, ``contact_maps.png`` and the
-    parameters ``protein_lm_params.npz`` in ``out``."""
+def write_report(result: dict, preds: list[dict], scores: dict, families: dict,
+                 out: Path) -> None:
+    """``report.md``, ``per_family.csv``, ``heads.png``, ``contact_maps.png`` and (for a
+    trained model) the parameters ``protein_lm_params.npz`` in ``out``; ``preds`` the
+    :func:`attention_predictors` of the run, the domain sequences' first."""
     out.mkdir(parents=True, exist_ok=True)
     s = Settings(**result["settings"])
     cfg = s.model_config()
     write_csv(result["rows"], out / "per_family.csv")
-    plot_heads(pred["head_train"], cfg.num_layers, out / "heads.png")
+    plot_heads(preds[0]["head_train"], cfg.num_layers, out / "heads.png")
     shown = HELDOUT_FAMILIES[:3]
+    tag = f" ({s.homologs} homologs)" if s.homologs else ""
     plot_contact_maps(scores, families, shown, out / "contact_maps.png",
-                      methods=("MI+APC", "best head", "supervised attention"))
-    save_params(result["params"], out / "protein_lm_params.npz", cfg)
-    best = result["best_head"]
-    layer, head = divmod(best, cfg.num_heads)
-    model = pred["logistic"]
+                      methods=("MI+APC", "best head", "supervised attention")
+                      + (("supervised attention" + tag,) if tag else ()))
+    if result["params_from"] is None:
+        save_params(result["params"], out / "protein_lm_params.npz", cfg)
     lines = [
         "# Protein masked LM and contacts from attention", "",
         f"Command: `{_command()}`", "",
@@ -657,30 +836,51 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
         f"held-out families {', '.join(HELDOUT_FAMILIES)}.", "",
         f"Wall time {result['seconds'] / 60:.1f} min on a shared 2-core CPU; one run, "
         f"seed {s.seed}.", "",
-        "## Masked LM", "",
-        f"{result['num_train_sequences']} training sequences (≤ {s.per_family} per training "
-        f"family, random windows of ≤ {s.crop} residues), {s.steps} steps of "
-        f"{s.batch_size}; BERT masking 15% (80/10/10).", "",
-        f"Held-out masked-token perplexity ({result['num_test_sequences']} sequences, "
-        f"≤ {s.heldout_per_family} per held-out family): **{result['perplexity']:.2f}** "
-        f"(amino-acid frequencies alone: {result['unigram_perplexity']:.2f}; uniform over "
-        "20: 20).", "",
-        "Training loss (step: mean masked cross-entropy): "
-        + ", ".join(f"{st}: {v:.3f}" for st, v in result["history"][::max(
-            len(result["history"]) // 10, 1)]) + ".", "",
+        *_lm_lines(result, s),
         "## Contacts on the held-out families", "",
         "Mean over the 10 held-out families (contacts: Cβ < 8 Å, Cα for glycine; long "
         "range |i − j| ≥ 24, medium 12–23):", "",
         *markdown_tables(result["rows"]), "",
-        f"Best head (chosen on the training families): layer {layer}, head {head} (mean "
-        f"long-range P@L/5 {pred['head_train'][best]:.3f} on training families); "
-        f"`heads.png` shows every head. The supervised head is an L1 logistic regression "
-        f"(λ {s.l1}) over the {len(model.w_i)} APC maps, fitted on the pairs |i − j| ≥ 6 "
-        f"of the 30 training families; {int((np.abs(model.w_i) > 0).sum())} weights are "
-        "non-zero. `contact_maps.png`: true contacts (grey, lower triangle) and each "
-        f"method's top-L predictions (upper triangle) for {', '.join(shown)}.", "",
-        _goal(result["summary"], "supervised attention", ("MI+APC",)), ""]
+        *(_predictor_line(pred, cfg, s.l1, k) for k, pred in zip((0, s.homologs), preds)),
+        "`heads.png` shows every head of the domain sequences' maps. `contact_maps.png`: true "
+        "contacts (grey, lower triangle) and each method's top-L predictions (upper "
+        f"triangle) for {', '.join(shown)}.", "",
+        *(_goal(result["summary"], "supervised attention" + t, ("MI+APC",)) + "\n"
+          for t in dict.fromkeys(("", tag)))]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def _lm_lines(result: dict, s: Settings) -> list[str]:
+    """The report's masked-LM section: how the model was trained (or where it was read
+    from) and its held-out perplexity."""
+    if result["params_from"] is None:
+        how = [f"{result['num_train_sequences']} training sequences (≤ {s.per_family} per "
+               f"training family, random windows of ≤ {s.crop} residues), {s.steps} steps of "
+               f"{s.batch_size}; BERT masking 15% (80/10/10).", "",
+               "Training loss (step: mean masked cross-entropy): "
+               + ", ".join(f"{st}: {v:.3f}" for st, v in result["history"][::max(
+                   len(result["history"]) // 10, 1)]) + ".", ""]
+    else:
+        how = [f"Parameters read from `{result['params_from']}` (float16 as saved); not "
+               "retrained.", ""]
+    return ["## Masked LM", "", *how,
+            f"Held-out masked-token perplexity ({result['num_test_sequences']} sequences, "
+            f"≤ {s.heldout_per_family} per held-out family): **{result['perplexity']:.2f}** "
+            f"(amino-acid frequencies alone: {result['unigram_perplexity']:.2f}; uniform "
+            "over 20: 20).", ""]
+
+
+def _predictor_line(pred: dict, cfg: transformer.Config, l1: float, homologs: int) -> str:
+    """One paragraph on the head choice and the regression of ``pred``."""
+    best, model = pred["best_head"], pred["logistic"]
+    layer, head = divmod(best, cfg.num_heads)
+    maps = (f"averaged over the domain and up to {homologs - 1} alignment rows "
+            f"(\"{homologs} homologs\")" if homologs else "of the domain sequence")
+    return (f"Maps {maps}: best head (chosen on the training families) layer {layer}, head "
+            f"{head} (mean long-range P@L/5 {pred['head_train'][best]:.3f} on training "
+            f"families); the supervised head is an L1 logistic regression (λ {l1}) over the "
+            f"{len(model.w_i)} APC maps, fitted on the pairs |i − j| ≥ 6 of the 30 training "
+            f"families; {int((np.abs(model.w_i) > 0).sum())} weights are non-zero.\n")
 
 
 def _goal(summary: dict, method: str, others) -> str:
@@ -710,7 +910,9 @@ def _progress(it, enabled: bool, desc: str):
 
 
 def main(argv=None) -> int:
-    """``zoo bio protein_lm [--quick] [--data-dir D] [--out O] [--seed S]``."""
+    """``zoo bio contacts [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
+    [--cache-dir C] [--homologs K] [--params P]``; ``--params`` scores a saved model (e.g.
+    the committed ``protein_lm_params.npz``) without training it."""
     parser = argparse.ArgumentParser(prog="zoo bio contacts", description=__doc__.split(
         "\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small run (minutes)")
@@ -719,24 +921,34 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="override the step count")
     parser.add_argument("--cache-dir", default=None, help="keep MI+APC maps here")
+    parser.add_argument("--homologs", type=int, default=0, help="also score attention "
+                        "averaged over the domain and up to K-1 alignment rows (0: off)")
+    parser.add_argument("--params", default=None, help="score this save_params file (e.g. "
+                        f"benchmarks/results/bio/{APP}/protein_lm_params.npz) instead of "
+                        "training; --steps is then unused")
     args = parser.parse_args(argv)
+    if args.homologs < 0:
+        parser.error(f"--homologs must be >= 0 (0: the domain sequence alone), got "
+                     f"{args.homologs}")
     settings = QUICK if args.quick else Settings()
-    changes = {"seed": args.seed, "cache_dir": args.cache_dir}
+    changes = {"seed": args.seed, "cache_dir": args.cache_dir, "homologs": args.homologs}
     if args.steps is not None:
         changes["steps"] = args.steps
     settings = dataclasses.replace(settings, **changes)
     from zoo.data import data_dir
     data_dir(_structure.DATASET, root=args.data_dir)      # the clear error, early
-    result = run(settings, data_dir=args.data_dir, out=args.out)
+    result = run(settings, data_dir=args.data_dir, out=args.out, params=args.params)
     for method, res in result["summary"].items():
-        print(f"{method:22} " + " ".join(f"{k} {res[k]:.3f}" for k in METRICS))
+        print(f"{method:36} " + " ".join(f"{k} {res[k]:.3f}" for k in METRICS))
     print(f"held-out perplexity {result['perplexity']:.2f}; report in {args.out}")
     return 0
 
 
 __all__ = ["HELDOUT_FAMILIES", "TRAIN_FAMILIES", "Settings", "QUICK", "split_families",
            "mask_tokens", "crop_batch", "family_sequences", "train", "masked_perplexity",
-           "unigram_perplexity", "head_maps", "family_head_maps", "head_scores",
+           "unigram_perplexity", "head_maps", "family_head_maps", "homolog_rows",
+           "homolog_sequences", "place_on_columns", "HOMOLOG_BATCH", "homolog_head_maps",
+           "head_scores",
            "pair_features", "L1Logistic", "fit_l1_logistic", "mi_apc_cached",
            "attention_predictors", "evaluate", "summarize", "load_families", "run",
            "save_params", "load_params", "main"]
