@@ -28,12 +28,24 @@ def test_fit_is_exact_without_noise_and_refuses_one_size():
         analysis.fit_exponent([10, 10], [1.0, 2.0])
 
 
-def test_saturated_keeps_the_long_sizes_near_their_best_rate():
+def test_saturated_keeps_the_long_sizes_that_run_at_one_rate():
     times = [1e-5, 2e-5, 3e-4, 6e-4, 1e-3]
     flops = [1e5, 2e5, 1e6, 6e6, 1e7]         # rates 1e10 (too short), 1e10, 3.3e9, 1e10, 1e10
     assert analysis.saturated(times, flops, min_time=1e-4) == [3, 4]
     assert analysis.saturated(times, flops, min_time=1e-4, fraction=0.3) == [2, 3, 4]
     assert analysis.saturated(times, flops, min_time=1.0) == []
+
+
+def test_saturated_leaves_out_small_sizes_that_run_faster_in_a_cache():
+    times = [1e-3, 2e-3, 6e-3, 1.2e-2, 2.4e-2]
+    flops = [1e7, 2e7, 4e7, 8e7, 1.6e8]       # rates 1e10, 1e10, 6.7e9, 6.7e9, 6.7e9
+    assert analysis.saturated(times, flops, min_time=1e-4) == [2, 3, 4]
+    assert analysis.saturated(times, flops, min_time=1e-4, fraction=0.6) == [0, 1, 2, 3, 4]
+    # the larger set wins: a last size out of the cache is left out here
+    assert analysis.saturated([1e-3, 2e-3, 8e-3], [1e7, 2e7, 4e7], min_time=1e-4) == [0, 1]
+    # on a tie, the larger sizes
+    assert analysis.saturated([1e-3, 2e-3, 8e-3, 1.6e-2], [1e7, 2e7, 4e7, 8e7],
+                              min_time=1e-4) == [2, 3]
 
 
 @pytest.mark.parametrize("n", [9, 64, 300])

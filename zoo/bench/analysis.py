@@ -46,16 +46,27 @@ def fit_exponent(sizes: Sequence[float], costs: Sequence[float]) -> dict:
 
 def saturated(times: Sequence[float], flops: Sequence[float], *, min_time: float,
               fraction: float = 0.7) -> list[int]:
-    """Indices of the saturated sizes: a pass of at least ``min_time`` (fixed per-call costs
-    no longer dominate) and, among those, a FLOP rate at least ``fraction`` of their best
-    (the device runs near its plateau for the layer).
+    """Indices of the saturated sizes: passes of at least ``min_time`` (fixed per-call costs
+    no longer dominate) that run at one FLOP rate, the largest set of them whose rates agree
+    within a factor ``fraction`` (slowest ≥ ``fraction`` · fastest), the larger sizes on a tie.
+
+    Sizes running much slower per FLOP than the rest still pay fixed costs; sizes running
+    much faster still fit in a cache the others overflow; either would bend a fit of how cost
+    grows with size.
 
     >>> saturated([1e-5, 1e-3, 2e-3, 4e-3], [1e6, 1e7, 3e7, 8e7], min_time=1e-4)
     [2, 3]
+    >>> saturated([1e-3, 2e-3, 8e-3, 1.6e-2, 3.2e-2], [1e7, 2e7, 4e7, 8e7, 1.6e8], min_time=0)
+    [2, 3, 4]
     """
     long_enough = [i for i, t in enumerate(times) if t >= min_time]
-    best = max((flops[i] / times[i] for i in long_enough), default=0.0)
-    return [i for i in long_enough if flops[i] / times[i] >= fraction * best]
+    rate = {i: flops[i] / times[i] for i in long_enough}
+    best = []
+    for i in long_enough:                       # each size's rate as the slowest of a set
+        group = [j for j in long_enough if rate[i] <= rate[j] <= rate[i] / fraction]
+        if (len(group), group) > (len(best), best):
+            best = group
+    return best
 
 
 # --- sequential operations --------------------------------------------------------------------

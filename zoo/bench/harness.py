@@ -53,7 +53,7 @@ def environment() -> dict:
 _MALLOC_POLICY = "system default"
 
 #: ``mallopt`` parameters of glibc's ``malloc.h``.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 
 
 def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
@@ -63,10 +63,11 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
     afresh from the kernel and unmaps it when freed, so every call of a compiled program whose
     buffers exceed that size faults in and zeroes each 4 KiB page again: a cost of the
     allocator's policy, not of the layer, that falls only on the largest sizes of a sweep and
-    bends its fitted exponents (on the CPU, restricted attention's forward+backward at n 2048
-    took 11,212 page faults per call, 61 ms; with this policy about 2,200, 50 ms). With
-    ``M_MMAP_MAX = 0`` and a trim threshold of ``trim_threshold`` bytes, freed blocks stay in
-    the heap and the next call reuses them. The process keeps up to its peak memory. Returns
+    bends its fitted exponents. With ``M_MMAP_MAX = 0`` and a trim threshold of
+    ``trim_threshold`` bytes, freed blocks stay in the heap and the next call reuses them; with
+    ``M_ARENA_MAX = 1`` every thread allocates from that one heap, because the arenas glibc
+    gives other threads (XLA's workers) grow in pieces of at most 64 MiB and map any larger
+    block afresh whatever ``M_MMAP_MAX`` says. The process keeps up to its peak memory. Returns
     False, changing nothing, where the C library has no ``mallopt`` (not glibc) or refuses the
     settings.
 
@@ -84,9 +85,11 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    if not (mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, trim_threshold)):
+    if not (mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+            and mallopt(_M_ARENA_MAX, 1)):
         return False
-    _MALLOC_POLICY = f"glibc heap only (M_MMAP_MAX 0, M_TRIM_THRESHOLD {trim_threshold})"
+    _MALLOC_POLICY = (f"glibc heap only (M_MMAP_MAX 0, M_TRIM_THRESHOLD {trim_threshold}, "
+                      f"M_ARENA_MAX 1)")
     return True
 
 

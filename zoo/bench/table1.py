@@ -327,16 +327,23 @@ def measure_path(name: str, n: int, window: int = WINDOW) -> int:
 # --- the sweeps -------------------------------------------------------------------------------
 
 def _quick() -> Sweep:
-    # Sizes that finish in a few minutes on two CPU cores. The d sweep times the forward
-    # pass from d = 256, where the layers' products run near the CPU's plateau; a recurrent
-    # step's product has only the batch as rows, so recurrence is swept in d at a larger
-    # batch and shorter n (same b·n). A convolution at d 64 does so little per position
-    # that its n sweep runs at batch 32, or its shorter sizes would finish under min_time.
-    ns, ds = (128, 256, 512, 1024, 2048), (256, 512, 1024, 2048)
+    # Sizes that finish in a few minutes on two CPU cores with at least three sizes per fit
+    # at or over min_time: the n sweep runs to 4096, where the cheapest rows' forward passes
+    # (recurrence, convolution, restricted attention) take a few ms. The d sweep times the
+    # forward pass from d = 256, where the layers' products run near the CPU's plateau
+    # (self-attention from 512: at 256 its scores still sit in the cache and run faster per
+    # FLOP than at every larger d); a recurrent step's product has only the batch as rows, so
+    # recurrence is swept in d at a larger batch and shorter n (same b·n). A convolution at
+    # d 64 does so little per position that its n sweep runs at batch 32; restricted
+    # attention's at batch 64, where its scores overflow the CPU's cache from the shortest n
+    # on (at batch 16 they outgrow it within the sweep, and the larger n run slower per FLOP).
+    ns, ds = (256, 512, 1024, 2048, 4096), (256, 512, 1024, 2048)
     base = Sizes(n_batch=16, d=64, ns=ns, d_batch=64, n=64, ds=ds)
     sizes = {name: base for name in LAYERS}
+    sizes["self-attention"] = dataclasses.replace(base, ds=(512, 1024, 2048, 4096))
     for name in ("convolutional", "convolutional-dilated"):
         sizes[name] = dataclasses.replace(base, n_batch=32)
+    sizes["restricted-attention"] = dataclasses.replace(base, n_batch=64)
     for name in ("recurrent-elman", "recurrent-gru", "recurrent-lstm"):
         sizes[name] = dataclasses.replace(base, d_batch=256, n=16)
     return Sweep(name="quick", sizes=sizes, window=WINDOW, crossover_batch=16,

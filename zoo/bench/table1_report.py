@@ -37,15 +37,16 @@ def summarize(records: list[dict], sweep, layers: Mapping) -> dict:
     return {"rows": rows, "crossover": crossovers(records, sweep.crossover_batch)}
 
 
-#: A size counts as saturated when the layer runs there at this fraction of the best FLOP rate
-#: it reaches in the same sweep (below it, fixed per-call or per-step costs still dominate).
-SATURATION = 0.7
+#: Saturated sizes run at one FLOP rate, within this factor (slower ones still pay fixed
+#: costs, faster ones still fit in a cache the others overflow).
+SATURATION = 0.8
 
 
 def fit(recs: list[dict], size_key: str, cost_key: str, min_time: float | None = None):
     """Log-log fit of ``cost_key`` against ``size_key``. Time fits (``min_time`` given) keep
-    the saturated sizes: those taking at least ``min_time`` and, among them, running at
-    least :data:`SATURATION` of their best analytic-FLOP rate; with fewer than three such
+    the saturated sizes: those taking at least ``min_time`` and, among them, the largest set
+    whose analytic-FLOP rates agree within a factor :data:`SATURATION`
+    (:func:`zoo.bench.analysis.saturated`); with fewer than three such
     sizes the fit is marked unsaturated (and uses the three fastest-running sizes when fewer
     than two)."""
     pts = [(r[size_key], r[cost_key], r["flops"]) for r in recs if r.get(cost_key)]
@@ -168,7 +169,9 @@ def _method(sweep) -> str:
         "turn (on a shared machine other work only adds time, and a burst of it lands on "
         "some samples of each size rather than on all samples of a few) "
         f"at the saturated sizes: those whose pass takes at least the sweep's minimum time "
-        f"and, among them, runs at least {SATURATION:.0%} of their best FLOP rate (marked † "
+        f"and, among those, the largest set whose FLOP rates agree (the slowest at least "
+        f"{SATURATION:.0%} of the fastest; larger sizes on a tie), so that neither fixed costs nor a cache "
+        "that only the smaller sizes fit in bends a fit (marked † "
         "where fewer than three sizes qualified). The d sweep times the forward pass at the "
         "batch and n listed under Measurements (recurrence at a larger batch: its step's "
         "product has only the batch as rows). "
