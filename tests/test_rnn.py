@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from zoo import rnn
+from zoo.bench import rnn_vanishing
 from tests.tolerances import assert_close
 
 B, T, I, D = 3, 7, 5, 6          # pairwise distinct sizes
@@ -322,7 +323,7 @@ def test_gradient_norms_decay_faster_for_elman_than_lstm():
     ratios = {}
     for cell in ("rnn", "lstm"):
         cfg = _cfg(cell)
-        g = rnn.gradient_norms(rnn.init(jax.random.key(28), cfg), x, cfg)
+        g = rnn_vanishing.gradient_norms(rnn.init(jax.random.key(28), cfg), x, cfg)
         assert g.shape == (2, 40) and bool(jnp.all(g > 0))
         ratios[cell] = float(jnp.mean(g[:, 10] / g[:, -1]))   # distance 29 vs distance 0
     assert ratios["rnn"] < 1e-3 and ratios["lstm"] > 10 * ratios["rnn"]
@@ -331,7 +332,8 @@ def test_gradient_norms_decay_faster_for_elman_than_lstm():
     params = rnn.init(jax.random.key(28), cfg)
     jac = jax.jacrev(lambda x1: rnn.apply(params, x1[None], None, cfg, return_state=True)[1]
                      .h[0, 0])(x[0])
-    assert_close(rnn.gradient_norms(params, x[:1], cfg)[0, 5], jnp.linalg.norm(jac[:, 5]))
+    assert_close(rnn_vanishing.gradient_norms(params, x[:1], cfg)[0, 5],
+                 jnp.linalg.norm(jac[:, 5]))
 
 
 # --- dispatch ---------------------------------------------------------------------------------

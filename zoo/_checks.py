@@ -328,3 +328,36 @@ def check_params(params, init: Callable, cfg, name: str = "params") -> None:
             raise ValueError(f"{name}{path} has shape {shape_str(got[path])}, but the config "
                              f"expects {shape_str(shape)}: were the params made for another "
                              f"config?")
+
+
+def sequence_lengths(lengths, b: int, t: int):
+    """Checks ``lengths`` for a ``[B, T, ...]`` batch of sequences: ``None`` (all valid),
+    ``[B]`` integers in ``[0, T]`` or a ``[B, T]`` bool prefix mask (True on each sequence's
+    first steps). Returns the ``[B]`` lengths (``None`` stays ``None``); the ranges are
+    checked under ``jit`` too.
+
+    >>> sequence_lengths(np.array([[True, True, False], [True, False, False]]), 2, 3).tolist()
+    [2, 1]
+
+    Raises:
+        ValueError: a wrong shape, a length outside ``[0, T]``, a mask that is not a prefix
+            mask.
+        TypeError: lengths that are not integers, a mask that is not bool.
+    """
+    if lengths is None:
+        return None
+    if getattr(lengths, "ndim", 1) != 2:
+        check_array(lengths, "lengths", shape=(b,), letters="B", kind="int")
+        in_range(lengths, "lengths", 0, t, what="valid steps per sequence",
+                 hint=f"x has T = {t} steps.")
+        return lengths
+    check_array(lengths, "lengths (a mask)", shape=(b, t), letters="B T")
+    if lengths.dtype != jnp.bool_:
+        raise TypeError(f"lengths given as a [B, T] mask must have a bool dtype, got "
+                        f"{lengths.dtype}")
+    counts = lengths.sum(-1).astype(jnp.int32)
+    off = (lengths != (jnp.arange(t)[None] < counts[:, None])).sum()
+    in_range(off, "the count of steps off a prefix mask in lengths", 0, 0, what="a value",
+             hint="A [B, T] mask passed as lengths must be True on each sequence's first "
+                  "steps only.")
+    return counts

@@ -31,12 +31,10 @@ reads each sequence from its own last element, so padding never changes a result
 every layer and direction is returned as a :class:`State`.
 
 ``Config.implementation`` picks how the layers run, all giving the same numbers (tested):
-``"scan"`` is the plain path of this file; ``"loops"`` the CPU-tuned loops of
-:mod:`zoo.kernels.rnn_loops` (chunked projections, LSTM row groups, a hand-written LSTM
-backward); ``"cudnn"`` the cuDNN LSTM (:mod:`zoo.kernels.lstm_cudnn`); ``"auto"`` (the
-default) takes the loops where the program is lowered for a CPU, where they were measured
-faster, and the plain scan elsewhere. The choice follows the platform the program is lowered
-for (:func:`zoo.kernels.by_platform`), so one jitted function is right on every device.
+``"scan"``, the plain path of this file; ``"loops"``, the CPU loops of
+:mod:`zoo.kernels.rnn_loops`; ``"cudnn"``, :mod:`zoo.kernels.lstm_cudnn`; ``"auto"`` (the
+default), the loops where the program is lowered for a CPU and the plain scan elsewhere
+(:func:`zoo.kernels.by_platform`), so one jitted function is right on every device.
 
 Parameters per layer and direction, gate axis ``G`` (1, 3 or 4) kept apart from ``D`` so that
 tensor parallelism splits ``D`` inside every gate and the cell update stays local:
@@ -72,7 +70,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
 from zoo import _checks
-from zoo.kernels import by_platform, has_platform, lstm_cudnn, rnn_loops
+from zoo.kernels import by_platform, lstm_cudnn, rnn_loops
 from zoo.losses import cross_entropy
 from zoo.sharding import auto_inside, constrain, gather_params, vary_together
 from zoo.types import ParamAxes, Params
@@ -272,7 +270,7 @@ def encode(params: Params, x: Float[Array, "B T I"], lengths: Int[Array, "B"] | 
     if cfg.implementation == "loops":
         return by_platform(*args, default=loops(1), cpu=loops(rnn_loops.CPU_GROUPS))
     if cfg.implementation == "cudnn":
-        _require_cudnn(cfg)
+        lstm_cudnn.require(cfg.cell, cfg.dtype)
         return by_platform(*args, default=plain, cuda=functools.partial(_cudnn_stack, cfg=cfg))
     return by_platform(*args, default=plain, cpu=loops(rnn_loops.CPU_GROUPS))
 
@@ -352,35 +350,6 @@ def lstm_cell(p: Params, carry: State, x: Float[Array, "B I"]) -> State:
 CELLS = {"rnn": elman_cell, "gru": gru_cell, "lstm": lstm_cell}
 
 
-# --- vanishing gradients ----------------------------------------------------------------------
-
-def gradient_norms(params: Params, x: Float[Array, "B T I"],
-                   cfg: Config) -> Float[Array, "B T"]:
-    """``‖∂h_T/∂x_t‖_F`` for every step ``t``: how much the last state still feels step ``t``.
-
-    ``h_T`` is the top layer's final forward hidden state of each sequence (Bengio et al.
-    1994; Pascanu et al. 2013). Plotted against the distance ``T − t`` it decays
-    geometrically for an Elman RNN and far more slowly for gated cells.
-
-    >>> cfg = PRESETS["elman-tiny"]
-    >>> g = gradient_norms(init(jax.random.key(0), cfg), jnp.ones((2, 5, 6)), cfg)
-    >>> g.shape
-    (2, 5)
-    """
-    _check_inputs(x, None, None, cfg)
-    fwd = cfg.num_layers * cfg.directions - cfg.directions
-
-    def last_h(x1):
-        return encode(params, x1[None], None, cfg)[1].h[0, fwd]          # [D]
-
-    def norms(x1):
-        jac = jax.jacrev(last_h)(x1)                                      # [D, T, I]
-        return jnp.sqrt(jnp.sum(jnp.square(jac), axis=(0, 2)))
-    return jax.vmap(norms)(x.astype(cfg.dtype))
-
-
-# --- contract extras --------------------------------------------------------------------------
-
 def example_batch(key: jax.Array, cfg: Config, batch_size: int, seq_len: int = 9):
     """Random ``(x, lengths)`` with lengths in ``[1, T]``, and random class labels
     (``[B]`` for ``output="final"``, ``[B, T]`` for ``"sequence"``)."""
@@ -407,8 +376,6 @@ def loss(params: Params, inputs, targets, cfg: Config, *, key=None) -> jax.Array
         mask = _valid_steps(lengths, x.shape[1])
     return cross_entropy(logits, targets, mask)
 
-
-# --- private pieces ---------------------------------------------------------------------------
 
 _DIRECTIONS = ("fwd", "bwd")
 
@@ -468,16 +435,6 @@ def _loops_layer(w, xs, mask, carry, cfg, *, groups):
 
 def _core_with_cfg(w_h, b_h, carry, xp, *, cfg):
     return _CORES[cfg.cell](w_h, b_h, carry, xp, cfg)
-
-
-def _require_cudnn(cfg):
-    """Refuses ``implementation="cudnn"`` where cuDNN cannot run the stack."""
-    reasons = lstm_cudnn.reasons_against(cfg.cell, cfg.dtype,
-                                         not jax.sharding.get_abstract_mesh().empty)
-    if not has_platform("cuda"):
-        reasons.append("this process has no CUDA device")
-    if reasons:
-        raise ValueError("implementation='cudnn' does not apply: " + "; ".join(reasons))
 
 
 def _cudnn_stack(params, x, lengths, state, *, cfg):
@@ -582,21 +539,7 @@ def _check_inputs(x, lengths, initial_state, cfg):
         what = "an empty sequence" if t == 0 else "an empty batch"
         raise ValueError(f"x is {what}: shape {_checks.shape_str(x.shape)} has "
                          f"{'T' if t == 0 else 'B'} = 0")
-    if lengths is not None and getattr(lengths, "ndim", 1) == 2:
-        mask = lengths
-        _checks.check_array(mask, "lengths (a mask)", shape=(b, t), letters="B T")
-        if mask.dtype != jnp.bool_:
-            raise TypeError(f"lengths given as a [B, T] mask must have a bool dtype, got "
-                            f"{mask.dtype}")
-        lengths = mask.sum(-1).astype(jnp.int32)
-        off = (mask != (jnp.arange(t)[None] < lengths[:, None])).sum()
-        _checks.in_range(off, "the count of steps off a prefix mask in lengths", 0, 0,
-                         what="a value", hint="A [B, T] mask passed as lengths must be True "
-                                              "on each sequence's first steps only.")
-    elif lengths is not None:
-        _checks.check_array(lengths, "lengths", shape=(b,), letters="B", kind="int")
-        _checks.in_range(lengths, "lengths", 0, t, what="valid steps per sequence",
-                         hint=f"x has T = {t} steps.")
+    lengths = _checks.sequence_lengths(lengths, b, t)
     if initial_state is not None:
         _check_state(initial_state, b, cfg)
     return lengths

@@ -337,6 +337,7 @@ def _quick() -> Sweep:
     # d 64 does so little per position that its n sweep runs at batch 32; restricted
     # attention's at batch 64, where its scores overflow the CPU's cache from the shortest n
     # on (at batch 16 they outgrow it within the sweep, and the larger n run slower per FLOP).
+    # The Elman step, the cheapest, runs its n sweep to 8192 for three sizes over the floor.
     ns, ds = (256, 512, 1024, 2048, 4096), (256, 512, 1024, 2048)
     base = Sizes(n_batch=16, d=64, ns=ns, d_batch=64, n=64, ds=ds)
     sizes = {name: base for name in LAYERS}
@@ -346,6 +347,8 @@ def _quick() -> Sweep:
     sizes["restricted-attention"] = dataclasses.replace(base, n_batch=64)
     for name in ("recurrent-elman", "recurrent-gru", "recurrent-lstm"):
         sizes[name] = dataclasses.replace(base, d_batch=256, n=16)
+    sizes["recurrent-elman"] = dataclasses.replace(sizes["recurrent-elman"],
+                                                   ns=(512, 1024, 2048, 4096, 8192))
     return Sweep(name="quick", sizes=sizes, window=WINDOW, crossover_batch=16,
                  crossover_d=(64, 128, 256), crossover_n=(64, 128, 256, 512, 1024),
                  path_n=(16, 64, 256), repeats=2, rounds=3, sample_s=0.04, min_time=2e-3,

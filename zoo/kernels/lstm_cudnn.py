@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from zoo.kernels import has_platform
 from zoo.types import Params
 
 _DIRECTIONS = ("fwd", "bwd")
@@ -29,6 +30,20 @@ def reasons_against(cell: str, dtype, mesh_active: bool) -> list[str]:
     if mesh_active:
         reasons.append("a mesh is active and the cuDNN call does not partition")
     return reasons
+
+
+def require(cell: str, dtype) -> None:
+    """Refuses ``implementation="cudnn"`` where cuDNN cannot run the stack.
+
+    Raises:
+        ValueError: naming ``implementation`` and every reason (:func:`reasons_against`, an
+            active mesh, a process without a CUDA device).
+    """
+    reasons = reasons_against(cell, dtype, not jax.sharding.get_abstract_mesh().empty)
+    if not has_platform("cuda"):
+        reasons.append("this process has no CUDA device")
+    if reasons:
+        raise ValueError("implementation='cudnn' does not apply: " + "; ".join(reasons))
 
 
 def weights(params: Params, num_layers: int, directions: int) -> Float[Array, "P"]:
