@@ -921,9 +921,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="override the step count")
     parser.add_argument("--cache-dir", default=None, help="keep MI+APC maps here")
-    parser.add_argument("--homologs", type=int, default=0, help="also score attention "
-                        "averaged over the domain and up to K-1 alignment rows (0: off)")
-    parser.add_argument("--params", default=None, help="score this save_params file (e.g. "
+    parser.add_argument("--homologs", type=int, default=0, metavar="K", help="also score "
+                        "attention averaged over the domain and up to K-1 alignment rows "
+                        "(0: off)")
+    parser.add_argument("--params", default=None, metavar="NPZ", help="score this "
+                        "save_params file (e.g. "
                         f"benchmarks/results/bio/{APP}/protein_lm_params.npz) instead of "
                         "training; --steps is then unused")
     args = parser.parse_args(argv)
