@@ -21,6 +21,8 @@ work=$(mktemp -d)
 mkdir -p "$out"
 failed=0
 quick=${QUICK:-}
+# The interpreter: $PYTHON, else python, else python3 (the CUDA image has only python3).
+py=${PYTHON:-$(command -v python || command -v python3)}
 
 step() {   # step NAME SECONDS COMMAND...: runs COMMAND under a limit, output in WORK/NAME.log
     local name=$1 limit=$2
@@ -35,27 +37,27 @@ step() {   # step NAME SECONDS COMMAND...: runs COMMAND under a limit, output in
     tail -n 15 "$work/$name.log"
 }
 
-python -c "import jax; print(jax.__version__, jax.devices())" | tee "$work/devices.log"
+"$py" -c "import jax; print(jax.__version__, jax.devices())" | tee "$work/devices.log"
 if [ -n "$quick" ]; then
-    step tests 300 python -m pytest -q -p no:cacheprovider -rs -x tests/kernels \
+    step tests 300 "$py" -m pytest -q -p no:cacheprovider -rs -x tests/kernels \
         -k "cudnn or gpu or tpu or dispatch"
-    step lstm 300 python -m zoo.bench.lstm_speed --quick --batch 4 --hidden 8 --out "$work"
-    step window 300 python -m zoo.bench.window_speed --quick --out "$work"
-    step table1 600 python -m zoo.bench.table1 --smoke --no-progress --out "$work/table1"
-    step train 300 python -m zoo.bench.train_throughput --quick --out "$work"
+    step lstm 300 "$py" -m zoo.bench.lstm_speed --quick --batch 4 --hidden 8 --out "$work"
+    step window 300 "$py" -m zoo.bench.window_speed --quick --out "$work"
+    step table1 600 "$py" -m zoo.bench.table1 --smoke --no-progress --out "$work/table1"
+    step train 300 "$py" -m zoo.bench.train_throughput --quick --out "$work"
 else
-    step tests 120 python -m pytest -q -p no:cacheprovider -rs tests/kernels \
+    step tests 90 "$py" -m pytest -q -p no:cacheprovider -rs tests/kernels \
         tests/test_attention.py tests/test_window_speed.py
-    step lstm 60 python -m zoo.bench.lstm_speed --batch 64 --hidden 1024 --lengths 1024 \
+    step lstm 60 "$py" -m zoo.bench.lstm_speed --batch 64 --hidden 1024 --lengths 1024 \
         --unroll 1 --repeats 5 --out "$work"
-    step window 70 python -m zoo.bench.window_speed --repeats 5 --out "$work"
-    step table1 360 python -m zoo.bench.table1 --full --dtype bfloat16 --no-progress \
+    step window 70 "$py" -m zoo.bench.window_speed --repeats 5 --out "$work"
+    step table1 230 "$py" -m zoo.bench.table1 --full --dtype bfloat16 --no-progress \
         --out "$work/table1"
-    step train 60 python -m zoo.bench.train_throughput --model transformer-gpt2-small \
+    step train 60 "$py" -m zoo.bench.train_throughput --model transformer-gpt2-small \
         --dtype bfloat16 --out "$work"
 fi
 {
-    echo "# Accelerator run: $(python -c 'import jax; print(jax.devices()[0].device_kind)')"
+    echo "# Accelerator run: $("$py" -c 'import jax; print(jax.devices()[0].device_kind)')"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); failed steps: $failed. Commands: benchmarks/accelerator.sh."
     for md in "$work"/*.md "$work"/table1/*.md; do
