@@ -86,26 +86,28 @@ def test_interleaved_timing_runs_each_call_in_rounds_with_its_lead_runs():
         harness.time_interleaved(calls, lead=-1)
 
 
-_FAULT_PROBE = """
-import ctypes, ctypes.util, resource
+_FAULTS = """
+import ctypes, ctypes.util, resource, threading
 from zoo.bench import harness
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-size = 64 << 20                      # over glibc's largest threshold for mapping a block afresh
 
-def faults():
+def faults(size):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     p = libc.malloc(size)
     ctypes.memset(p, 1, size)
     libc.free(p)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+"""
 
-faults()
-default = faults()
+_FAULT_PROBE = _FAULTS + """
+size = 64 << 20                      # over glibc's largest threshold for mapping a block afresh
+faults(size)
+default = faults(size)
 kept = harness.keep_freed_memory()
-faults()
-print(default, kept, faults(), harness.environment()["malloc"])
+faults(size)
+print(default, kept, faults(size), harness.environment()["malloc"])
 """
 
 
@@ -121,24 +123,12 @@ def test_keep_freed_memory_stops_page_faults_on_reuse():
     assert "M_MMAP_MAX 0" in policy
 
 
-_THREAD_PROBE = """
-import ctypes, ctypes.util, resource, threading
-from zoo.bench import harness
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
+_THREAD_PROBE = _FAULTS + """
 size = 96 << 20                # over the 64 MiB of a heap glibc gives another thread's arena
-
-def faults():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    p = libc.malloc(size)
-    ctypes.memset(p, 1, size)
-    libc.free(p)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 def in_thread():
     out = []
-    t = threading.Thread(target=lambda: out.extend([faults(), faults()]))
+    t = threading.Thread(target=lambda: out.extend([faults(size), faults(size)]))
     t.start()
     t.join()
     return out[1]              # the second block: the first one's pages freed and reusable
