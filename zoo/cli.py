@@ -11,8 +11,9 @@ Commands:
     zoo eval DIR --data F     a saved model's loss (and accuracy) on a labelled file
     zoo bench [...]           Table 1 of "Attention Is All You Need", measured on this device
     zoo bio APP [...]         the bioinformatics applications on the real data sets (data
-                              folder from --data-dir or $ZOO_DATA): contacts, pair-cnn, mi,
-                              dna, embed, localize, escape; "zoo bio APP --help" for each
+                              folder from --data-dir or $ZOO_DATA): contacts, msa-lm,
+                              pair-cnn, mi, dna, embed, localize, escape; "zoo bio APP
+                              --help" for each
 
 Run "zoo COMMAND --help" for a command's options.
 """
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: ``zoo bio APP`` -> the ``zoo.bio`` module whose ``main`` runs it.
-BIO_APPS = {"contacts": "protein_lm", "pair-cnn": "pair_cnn", "mi": "contacts",
+BIO_APPS = {"contacts": "protein_lm", "msa-lm": "msa_lm", "pair-cnn": "pair_cnn", "mi": "contacts",
             "dna": "dna_models", "embed": "embeddings", "localize": "localization",
             "escape": "bilstm_lm"}
 

@@ -4,7 +4,8 @@ One alphabet names every axis in the project: in docstrings, jaxtyping annotatio
 strings and parameter names.
 
 ====  ===============================================================================
-``B``  batch (also the rows of one tile of a blocked kernel)
+``A``  alignments in a batch (each ``[B, T]``: its rows are ``B``, its columns ``T``)
+``B``  batch (also the rows of one tile of a blocked kernel, the rows of an alignment)
 ``T``  target / query / output positions (sequence length)
 ``S``  source / key / input positions (``*S``: a convolution input's spatial axes)
 ``D``  model or hidden width
@@ -26,6 +27,7 @@ strings and parameter names.
 ``I``  input features of a dense model
 ``O``  output features of a dense model
 ``P``  parameters, flattened (one vector of every weight)
+``M``  all the rows of an alignment, before a draw of ``B`` of them
 ====  ===============================================================================
 
 Each letter has this one meaning in every module; a module's docstring repeats the letters it

@@ -14,6 +14,7 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
   viral-escape scoring.
 * the applications, each run by ``zoo bio APP`` (or ``python -m zoo.bio.<module>``):
   ``protein_lm`` (a masked protein LM and contacts from its attention; ``zoo bio contacts``),
+  ``msa_lm`` (an MSA Transformer and contacts from its tied row attention; ``msa-lm``),
   ``pair_cnn`` (an AlphaFold-v1-style dilated residual CNN on pair features; ``pair-cnn``),
   ``contacts`` (the MI+APC baseline; ``mi``), ``dna_models`` (promoter and splice classifiers
   and a DNA masked LM; ``dna``), ``localization`` (DeepLoc's BiLSTM with attention pooling;
@@ -28,7 +29,7 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
 import importlib
 
 _LAZY = ("tokenizers", "fasta", "dna", "features", "metrics", "msa", "structure", "contacts",
-         "escape", "protein_lm", "pair_cnn", "dna_models", "localization", "bilstm_lm",
+         "escape", "protein_lm", "msa_lm", "pair_cnn", "dna_models", "localization", "bilstm_lm",
          "embeddings")
 
 

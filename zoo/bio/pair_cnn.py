@@ -41,7 +41,6 @@ References:
     https://doi.org/10.1371/journal.pcbi.1005324
 """
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -365,13 +364,7 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
 
 def main(argv=None) -> int:
     """``zoo bio pair_cnn [--quick] [--data-dir D] [--out O] [--seed S]``."""
-    parser = argparse.ArgumentParser(prog="zoo bio pair-cnn",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a small run (minutes)")
-    parser.add_argument("--data-dir", default=None, help="the data root (default $ZOO_DATA)")
-    parser.add_argument("--out", default=f"benchmarks/results/bio/{APP}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the step count")
+    parser = _lm.app_parser("zoo bio pair-cnn", __doc__, APP)
     parser.add_argument("--cache-dir", default=None, help="keep MSA features here")
     parser.add_argument("--lm-params", default=LM_PARAMS,
                         help="protein LM parameters for the attention features")

@@ -602,12 +602,26 @@ def attention_predictors(params, cfg: transformer.Config, families: dict, *,
     bar = _progress(families.items(), progress, "attention maps")
     maps = {p: (homolog_head_maps(params, cfg, f, homologs, seed=seed) if homologs
                 else family_head_maps(params, cfg, f)) for p, f in bar}
-    train = [p for p in TRAIN_FAMILIES if p in families]
+    return fit_predictors(maps, families, l1=l1,
+                          tag=f" ({homologs} homologs)" if homologs else "")
+
+
+def fit_predictors(maps: dict, families: dict, *, l1: float = 1e-3, tag: str = "") -> dict:
+    """The three attention predictors of head maps ``{pfam: [I, T, T]}`` (on alignment
+    columns): the best head and the L1 logistic regression chosen and fitted on the
+    :data:`TRAIN_FAMILIES` among ``maps``; method names end in ``tag``. Returns the dict
+    :func:`attention_predictors` describes.
+
+    Raises:
+        ValueError: if ``maps`` holds no training family.
+    """
+    train = [p for p in TRAIN_FAMILIES if p in maps]
+    if not train:
+        raise ValueError(f"maps must hold at least one of TRAIN_FAMILIES, got {sorted(maps)}")
     head_train = np.mean([head_scores(maps[p], families[p]) for p in train], axis=0)
     best = int(np.argmax(head_train))
     xs, ys = zip(*(pair_features(maps[p], families[p]) for p in train))
     model = fit_l1_logistic(np.concatenate(xs), np.concatenate(ys), l1=l1)
-    tag = f" ({homologs} homologs)" if homologs else ""
     scores = {"best head" + tag: {p: m[best] for p, m in maps.items()},
               "mean of heads" + tag: {p: m.mean(0) for p, m in maps.items()},
               "supervised attention" + tag: {p: model.score_maps(m) for p, m in maps.items()}}
@@ -909,17 +923,23 @@ def _progress(it, enabled: bool, desc: str):
     return tqdm(it, desc=desc, mininterval=5, leave=False)
 
 
+def app_parser(prog: str, doc: str, app: str) -> argparse.ArgumentParser:
+    """The options the contact applications share: ``--quick``, ``--data-dir``, ``--out``
+    (default ``benchmarks/results/bio/<app>``), ``--seed`` and ``--steps``."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small run (minutes)")
+    parser.add_argument("--data-dir", default=None, help="the data root (default $ZOO_DATA)")
+    parser.add_argument("--out", default=f"benchmarks/results/bio/{app}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="override the step count")
+    return parser
+
+
 def main(argv=None) -> int:
     """``zoo bio contacts [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
     [--cache-dir C] [--homologs K] [--params P]``; ``--params`` scores a saved model (e.g.
     the committed ``protein_lm_params.npz``) without training it."""
-    parser = argparse.ArgumentParser(prog="zoo bio contacts", description=__doc__.split(
-        "\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a small run (minutes)")
-    parser.add_argument("--data-dir", default=None, help="the data root (default $ZOO_DATA)")
-    parser.add_argument("--out", default=f"benchmarks/results/bio/{APP}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="override the step count")
+    parser = app_parser("zoo bio contacts", __doc__, APP)
     parser.add_argument("--cache-dir", default=None, help="keep MI+APC maps here")
     parser.add_argument("--homologs", type=int, default=0, metavar="K", help="also score "
                         "attention averaged over the domain and up to K-1 alignment rows "
@@ -952,7 +972,7 @@ __all__ = ["HELDOUT_FAMILIES", "TRAIN_FAMILIES", "Settings", "QUICK", "split_fam
            "homolog_sequences", "place_on_columns", "HOMOLOG_BATCH", "homolog_head_maps",
            "head_scores",
            "pair_features", "L1Logistic", "fit_l1_logistic", "mi_apc_cached",
-           "attention_predictors", "evaluate", "summarize", "load_families", "run",
+           "attention_predictors", "fit_predictors", "evaluate", "summarize", "load_families", "run",
            "save_params", "load_params", "main"]
 
 if __name__ == "__main__":

@@ -1,0 +1,259 @@
+"""Tests of zoo.bio.msa_lm: tied row and column attention against NumPy loops, the
+invariances of the tied maps, masking and cropping, the maps → APC readout, parameters on
+disk, and a short training run whose tied attention finds coupled columns of alignments it
+never saw."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zoo.bio import contacts, msa, msa_lm, protein_lm, structure
+
+DATA = Path(__file__).parents[2] / "shared" / "data"
+TESTDATA = Path(__file__).parent / "data" / "bio" / "pfam"
+
+
+def _tiny(**kw):
+    return msa_lm.Config(**{"d_model": 8, "num_heads": 2, "d_ff": 16, "num_layers": 2,
+                            "max_cols": 12, **kw})
+
+
+def _np_heads(p, x, n):
+    y = x @ np.asarray(p["w"], np.float64) + np.asarray(p["b"], np.float64)
+    return y.reshape(*y.shape[:-1], n, -1)
+
+
+def _np_softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_tied_row_attention_matches_a_numpy_loop():
+    p = msa_lm._attn_init(jax.random.key(1), 8)
+    x = np.asarray(jax.random.normal(jax.random.key(2), (1, 3, 5, 8)), np.float64)
+    valid = np.array([[1, 1, 1, 1, 0]])
+    out, a = msa_lm.tied_row_attention(p, jnp.asarray(x, jnp.float32), jnp.asarray(valid), 2)
+    q, k, v = (_np_heads(p[n], x[0], 2) for n in ("q", "k", "v"))        # [R, C, N, H]
+    r_, c_, n_, h_ = q.shape
+    want_a = np.zeros((n_, c_, c_))
+    o = np.zeros((r_, c_, n_, h_))
+    for n in range(n_):
+        for i in range(c_):
+            logits = np.array([sum(q[r, i, n] @ k[r, j, n] for r in range(r_))
+                               for j in range(4)]) / np.sqrt(h_ * r_)   # the 4 valid keys
+            want_a[n, i, :4] = _np_softmax(logits)
+            for r in range(r_):
+                o[r, i, n] = sum(want_a[n, i, j] * v[r, j, n] for j in range(c_))
+    want = _np_heads({"w": p["o"]["w"], "b": p["o"]["b"]}, o.reshape(r_, c_, -1), 1)
+    np.testing.assert_allclose(np.asarray(a[0]), want_a, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out[0]), want.reshape(r_, c_, -1), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_column_attention_matches_a_numpy_loop():
+    p = msa_lm._attn_init(jax.random.key(3), 8)
+    x = np.asarray(jax.random.normal(jax.random.key(4), (1, 4, 3, 8)), np.float64)
+    out = msa_lm.column_attention(p, jnp.asarray(x, jnp.float32), 2)
+    q, k, v = (_np_heads(p[n], x[0], 2) for n in ("q", "k", "v"))
+    r_, c_, n_, h_ = q.shape
+    o = np.zeros_like(q)
+    for c in range(c_):
+        for n in range(n_):
+            for r in range(r_):
+                w = _np_softmax(np.array([q[r, c, n] @ k[s, c, n] for s in range(r_)])
+                                / np.sqrt(h_))
+                o[r, c, n] = w @ v[:, c, n]
+    want = _np_heads({"w": p["o"]["w"], "b": p["o"]["b"]}, o.reshape(r_, c_, -1), 1)
+    np.testing.assert_allclose(np.asarray(out[0]), want.reshape(r_, c_, -1), rtol=1e-4,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("column_attention", [True, False])
+def test_tied_maps_ignore_row_order_and_logits_follow_it(column_attention):
+    cfg = _tiny(column_attention=column_attention)
+    params = msa_lm.init(jax.random.key(0), cfg)
+    x = jax.random.randint(jax.random.key(5), (1, 6, 7), 0, 21)
+    perm = np.array([3, 0, 5, 1, 4, 2])
+    logits, maps = msa_lm.apply(params, x, cfg, return_maps=True)
+    logits_p, maps_p = msa_lm.apply(params, x[:, perm], cfg, return_maps=True)
+    np.testing.assert_allclose(np.asarray(maps_p), np.asarray(maps), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(logits_p), np.asarray(logits)[:, perm], atol=1e-4)
+
+
+def test_pad_columns_change_nothing_on_the_real_columns():
+    cfg = _tiny()
+    params = msa_lm.init(jax.random.key(0), cfg)
+    x = np.asarray(jax.random.randint(jax.random.key(6), (1, 4, 5), 0, 21))
+    padded = np.concatenate([x, np.full((1, 4, 3), msa_lm.PAD)], axis=2)
+    logits, maps = msa_lm.apply(params, jnp.asarray(x), cfg, return_maps=True)
+    logits_p, maps_p = msa_lm.apply(params, jnp.asarray(padded), cfg, return_maps=True)
+    np.testing.assert_allclose(np.asarray(logits_p)[:, :, :5], np.asarray(logits), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(maps_p)[..., :5, :5], np.asarray(maps), atol=1e-5)
+    assert float(np.abs(np.asarray(maps_p)[..., :5, 5:]).max()) == 0.0   # no weight on pads
+
+
+def test_apply_and_config_refuse_bad_input_by_name():
+    cfg = _tiny()
+    params = msa_lm.init(jax.random.key(0), cfg)
+    with pytest.raises(ValueError, match=r"\[A, B, T\]"):
+        msa_lm.apply(params, jnp.zeros((3, 5), jnp.int32), cfg)
+    with pytest.raises(ValueError, match="max_cols 12"):
+        msa_lm.apply(params, jnp.zeros((1, 2, 13), jnp.int32), cfg)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        msa_lm.Config(d_model=10, num_heads=4)
+    with pytest.raises(ValueError, match="num_layers"):
+        msa_lm.Config(num_layers=0)
+    with pytest.raises(ValueError, match="eval_rows"):
+        msa_lm.Settings(eval_rows=0)
+
+
+def test_masking_rule_on_counts():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 21, size=(2, 200, 150))
+    x[:, :, 120:] = msa_lm.PAD
+    inputs, targets = msa_lm.mask_msa(x, rng, rate=0.15)
+    real, selected = x != msa_lm.PAD, targets >= 0
+    assert not (selected & ~real).any() and (inputs[~real] == msa_lm.PAD).all()
+    np.testing.assert_array_equal(targets[selected], x[selected])
+    n_real, n_sel = real.sum(), selected.sum()
+    assert abs(n_sel - 0.15 * n_real) < 5 * np.sqrt(n_real * 0.15 * 0.85)
+    masked = (inputs == msa_lm.MASK) & selected
+    assert abs(masked.sum() - 0.8 * n_sel) < 5 * np.sqrt(n_sel * 0.16)
+    changed = selected & (inputs != msa_lm.MASK) & (inputs != x)
+    # 10% draw a random amino acid, which equals the original 1/20 of the time.
+    assert abs(changed.sum() - 0.1 * n_sel * 0.95) < 5 * np.sqrt(n_sel * 0.1)
+    assert (inputs[~selected] == x[~selected]).all()
+    with pytest.raises(ValueError, match="rate"):
+        msa_lm.mask_msa(x, rng, rate=0.0)
+
+
+def test_sample_crop_takes_distinct_rows_and_one_window():
+    m = np.arange(40 * 30).reshape(40, 30) % 21
+    rows = np.arange(40)[:, None] * 100 + np.arange(30)[None]        # traceable cells
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        out = msa_lm.sample_crop(rows, rng, 8, 12)
+        r, c0 = out[:, 0] // 100, out[0, 0] % 100
+        assert len(set(r.tolist())) == 8 and list(r) == sorted(r)
+        np.testing.assert_array_equal(out, rows[r][:, c0:c0 + 12])
+    narrow = msa_lm.sample_crop(m[:3, :5], rng, 5, 8)                  # fewer rows, columns
+    assert narrow.shape == (5, 8) and (narrow[:, 5:] == msa_lm.PAD).all()
+    assert {tuple(r) for r in narrow[:, :5]} <= {tuple(r) for r in m[:3, :5]}
+
+
+def test_head_maps_are_the_apc_of_the_symmetrised_tied_maps():
+    cfg = _tiny()
+    params = msa_lm.init(jax.random.key(0), cfg)
+    x = np.asarray(jax.random.randint(jax.random.key(7), (5, 9), 0, 21))
+    got = msa_lm.head_maps(params, cfg, x)
+    _, a = msa_lm.apply(params, jnp.asarray(x)[None], cfg, return_maps=True)
+    a = np.asarray(a, np.float64)[:, 0].reshape(-1, 9, 9)            # layer-major heads
+    s = (a + np.swapaxes(a, -1, -2)) / 2
+    want = s - s.sum(-1, keepdims=True) * s.sum(-2, keepdims=True) / s.sum((-1, -2),
+                                                                           keepdims=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="max_cols 12"):
+        msa_lm.head_maps(params, cfg, np.zeros((2, 13), np.int8))
+
+
+def test_family_rows_put_the_domain_first():
+    fam = structure.load_family("PF00327", TESTDATA)
+    x = msa_lm.family_rows(fam, 4, seed=0)
+    np.testing.assert_array_equal(x[0], msa.encode([fam.domain])[0])
+    picked = protein_lm.homolog_rows(fam, 4, seed=0)
+    np.testing.assert_array_equal(x[1:], fam.alignment.encoded()[picked])
+    cfg = _tiny(max_cols=64)
+    params = msa_lm.init(jax.random.key(0), cfg)
+    maps = msa_lm.family_head_maps(params, cfg, fam, rows=4, draws=2)
+    want = (msa_lm.head_maps(params, cfg, x)
+            + msa_lm.head_maps(params, cfg, msa_lm.family_rows(fam, 4, seed=1))) / 2
+    np.testing.assert_allclose(maps, want, atol=1e-6)
+    with pytest.raises(ValueError, match="draws"):
+        msa_lm.family_head_maps(params, cfg, fam, draws=0)
+
+
+def test_save_and_load_params_round_trip(tmp_path):
+    cfg = _tiny(column_attention=False)
+    params = msa_lm.init(jax.random.key(0), cfg)
+    msa_lm.save_params(params, tmp_path / "p.npz", cfg)
+    back, cfg_back = msa_lm.load_params(tmp_path / "p.npz")
+    assert cfg_back == cfg
+    assert jax.tree.structure(back) == jax.tree.structure(params)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+        np.testing.assert_allclose(a, np.asarray(b, np.float16), rtol=1e-3)
+
+
+def _copy_family(rng, m=64, c=16):
+    """Independent columns, each drawn from its own profile, except one column that copies
+    another: the only co-varying pair."""
+    profile = rng.dirichlet(np.full(20, 0.5), size=c)
+    x = np.stack([rng.choice(20, m, p=p) for p in profile], 1)
+    i, j = rng.choice(c, 2, replace=False)
+    x[:, j] = x[:, i]
+    return x.astype(np.int8), (min(i, j), max(i, j))
+
+
+def test_short_training_finds_the_coupled_columns_of_unseen_alignments():
+    rng = np.random.default_rng(0)
+    settings = msa_lm.Settings(d_model=32, num_heads=2, d_ff=64, num_layers=1, rows=16,
+                               crop=16, batch_size=4, steps=1500, learning_rate=3e-3)
+    cfg = settings.model_config()
+    msas = [_copy_family(rng)[0] for _ in range(200)]
+    params, history = msa_lm.train(settings, msas, progress=False, log_every=100)
+    assert history[-1][1] < history[0][1] - 0.3
+    found = 0
+    for _ in range(20):                           # fresh alignments, fresh coupled pairs
+        x, pair = _copy_family(rng)
+        maps = msa_lm.head_maps(params, cfg, x[:16])
+        tops = set()
+        for h in maps:
+            i, j = np.triu_indices(16, 1)
+            k = int(np.argmax(h[i, j]))
+            tops.add((int(i[k]), int(j[k])))
+        found += pair in tops
+    assert found >= 16                            # chance: about 2 heads / 120 pairs
+
+
+def test_console_entry_refuses_bad_steps(capsys):
+    with pytest.raises(SystemExit):
+        msa_lm.main(["--steps", "0"])
+    assert "--steps must be >= 1" in capsys.readouterr().err
+
+
+def test_console_entry_names_the_missing_data(tmp_path, capsys):
+    from zoo import cli
+    assert cli.main(["bio", "msa-lm", "--data-dir", str(tmp_path)]) == 2
+    assert structure.DATASET in capsys.readouterr().err
+
+
+def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(msa_lm, "run", lambda settings, **kw: seen.update(
+        settings=settings, **kw) or {"summary": {}, "heldout_loss": 1.0})
+    from zoo import cli
+    assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick", "--steps", "7",
+                     "--no-column-attention", "--out", str(tmp_path)]) == 0
+    s = seen["settings"]
+    assert s.steps == 7 and not s.column_attention and s.eval_draws == msa_lm.QUICK.eval_draws
+    assert seen["out"] == str(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / structure.DATASET).is_dir(),
+                    reason="the full Pfam data is not in ../shared/data")
+def test_run_writes_the_report_on_the_full_data(tmp_path):
+    settings = msa_lm.Settings(d_model=16, num_heads=2, d_ff=32, num_layers=1, steps=20,
+                               eval_draws=1)
+    result = msa_lm.run(settings, data_dir=DATA, out=tmp_path, progress=False)
+    assert {"MI+APC", "supervised attention (MSA LM)"} <= set(result["summary"])
+    assert len(result["rows"]) == 4 * len(protein_lm.HELDOUT_FAMILIES)
+    for name in ("report.md", "per_family.csv", "heads.png", "contact_maps.png",
+                 "msa_lm_params.npz"):
+        assert (tmp_path / name).is_file()
+    assert "Goal (supervised attention (MSA LM) beats MI+APC" in (
+        tmp_path / "report.md").read_text()
+    back, cfg = msa_lm.load_params(tmp_path / "msa_lm_params.npz")
+    assert cfg == settings.model_config()
