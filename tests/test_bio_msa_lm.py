@@ -43,7 +43,7 @@ def test_tied_row_attention_matches_a_numpy_loop():
     for n in range(n_):
         for i in range(c_):
             logits = np.array([sum(q[r, i, n] @ k[r, j, n] for r in range(r_))
-                               for j in range(4)]) / np.sqrt(h_ * r_)   # the 4 valid keys
+                               for j in range(4)]) / (r_ * np.sqrt(h_))   # 4 valid keys
             want_a[n, i, :4] = _np_softmax(logits)
             for r in range(r_):
                 o[r, i, n] = sum(want_a[n, i, j] * v[r, j, n] for j in range(c_))

@@ -6,14 +6,17 @@ row attention.
 and the column padding :data:`PAD`). Each token is embedded with a sinusoidal position of its
 column, and every layer applies, each pre-normed with a residual::
 
-    tied row attention   A_nts = softmax_s( Σ_b q_btn · k_bsn / √(H·B) ),
+    tied row attention   A_nts = softmax_s( Σ_b q_btn · k_bsn / (B·√H) ),
                          o_btn = Σ_s A_nts v_bsn            (one map per head, all rows)
     column attention     o_btn = Σ_c softmax_c( q_btn · k_ctn / √H ) v_ctn   (c: rows)
     feed-forward         W₂ gelu(W₁ h)
 
-A column's logits sum over every row of the alignment, so a head's map ``A^{(l,n)}`` is a
-statistic of the whole family: the network can learn, on the training families, to read
-co-variation between columns, and that reading carries over to alignments it never saw.
+A column's logits are a mean over every row of the alignment, so a head's map
+``A^{(l,n)}`` is a statistic of the whole family: the network can learn, on the training
+families, to read co-variation between columns, and that reading carries over to alignments
+it never saw. The mean (where Rao et al. divide the sum by ``√B``) keeps the logits' scale
+independent of ``B``, so maps read from more rows than a training crop holds estimate the
+same statistic with less noise.
 
 **Training.** BERT masking over the tokens of random crops (``rows`` random rows, a random
 window of at most ``crop`` columns) of the training families' alignments
@@ -144,17 +147,18 @@ def tied_row_attention(p: dict, x: Float[Array, "A B T D"], valid: Bool[Array, "
                        num_heads: int) -> tuple[Float[Array, "A B T D"],
                                                 Float[Array, "A N T T"]]:
     """``(output, maps)``: one attention map per head over the columns, its logits summed
-    over the rows and scaled by ``1/√(H·B)`` (module docstring); pad columns get no weight.
+    over the rows and scaled by ``1/(B·√H)`` (module docstring); pad columns get no weight.
 
     Tied attention is plain scaled dot-product attention with the rows folded into the head
-    width: ``Σ_b q_btn·k_bsn / √(B·H)`` is ``q'_tn·k'_sn / √H'`` for ``q'_tn`` the
-    concatenation of ``q_btn`` over ``b`` (``H' = B·H``), and the same weights applied to
+    width: ``Σ_b q_btn·k_bsn / (B·√H)`` is ``q'_tn·k'_sn / √H'`` for ``q'_tn`` the
+    concatenation of ``q_btn / √B`` over ``b`` (``H' = B·H``), and the same weights applied to
     the folded values give every row's output. :func:`zoo.attention.dot_product_attention`
     computes it."""
     a_, b_, t_, _ = x.shape
     fold = lambda y: jnp.moveaxis(y, 1, 3).reshape(a_, t_, num_heads, -1)  # [A T N B·H]
     q, k, v = (fold(_heads(p[name], x, num_heads)) for name in ("q", "k", "v"))
-    o, w = _attention.dot_product_attention(q, k, v, mask=valid[:, None, None, :])
+    o, w = _attention.dot_product_attention(q / np.sqrt(b_), k, v,
+                                            mask=valid[:, None, None, :])
     o = jnp.moveaxis(o.reshape(a_, t_, num_heads, b_, -1), 3, 1)          # [A B T N H]
     return layers.dense(p["o"], o.reshape(x.shape)), w
 
@@ -230,7 +234,8 @@ class Settings:
         batch_size, steps, learning_rate, mask_rate: the optimisation (AdamW, linear
             warm-up then cosine decay, as :func:`train`).
         eval_rows, eval_draws: the rows of each family's alignment read for its maps (the
-            domain and ``eval_rows − 1`` others), and the draws averaged.
+            domain and ``eval_rows − 1`` others), and the draws averaged; reading more
+            rows than a crop holds lowers the maps' noise (the logits are row means).
         l1: λ of the supervised head's L1 penalty.
         seed: data, masking, initialisation and row-draw seed.
         cache_dir: where MI+APC maps are cached between runs (``None``: no cache).
@@ -240,14 +245,14 @@ class Settings:
     d_ff: int = 256
     num_layers: int = 4
     column_attention: bool = True
-    rows: int = 32
-    crop: int = 128
+    rows: int = 64
+    crop: int = 64
     batch_size: int = 2
     steps: int = 6000
     learning_rate: float = 2e-3
     mask_rate: float = 0.15
-    eval_rows: int = 32
-    eval_draws: int = 4
+    eval_rows: int = 512
+    eval_draws: int = 1
     l1: float = 1e-3
     seed: int = 0
     cache_dir: str | None = None
@@ -263,7 +268,7 @@ class Settings:
                       num_layers=self.num_layers, column_attention=self.column_attention)
 
 
-QUICK = Settings(steps=100, eval_draws=1)
+QUICK = Settings(steps=100, eval_rows=64)
 
 
 # --- training data -----------------------------------------------------------------------------
