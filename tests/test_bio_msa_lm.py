@@ -106,8 +106,25 @@ def test_apply_and_config_refuse_bad_input_by_name():
         msa_lm.Config(d_model=10, num_heads=4)
     with pytest.raises(ValueError, match="num_layers"):
         msa_lm.Config(num_layers=0)
+    with pytest.raises(ValueError, match="divisible by column_heads 3"):
+        msa_lm.Config(d_model=8, num_heads=2, column_heads=3)
+    with pytest.raises(ValueError, match="column_heads must be >= 1"):
+        msa_lm.Config(column_heads=0)
     with pytest.raises(ValueError, match="eval_rows"):
         msa_lm.Settings(eval_rows=0)
+
+
+def test_column_heads_reach_the_column_attention(monkeypatch):
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 21, (1, 3, 6)), jnp.int32)
+    params = msa_lm.init(jax.random.key(0), _tiny(num_heads=4))
+    same = [msa_lm.apply(params, tokens, _tiny(num_heads=4, column_heads=h)) for h in (None, 4)]
+    np.testing.assert_array_equal(np.asarray(same[0]), np.asarray(same[1]))
+    seen, plain = [], msa_lm.column_attention
+    monkeypatch.setattr(msa_lm, "column_attention",
+                        lambda p, x, n: seen.append(n) or plain(p, x, n))
+    one = msa_lm.apply(params, tokens, _tiny(num_heads=4, column_heads=1))
+    assert seen == [1, 1]                                   # both layers, one column head
+    assert float(jnp.abs(one - same[0]).max()) > 1e-4
 
 
 def test_masking_rule_on_counts():
@@ -221,6 +238,9 @@ def test_console_entry_refuses_bad_steps(capsys):
     with pytest.raises(SystemExit):
         msa_lm.main(["--steps", "0"])
     assert "--steps must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        msa_lm.main(["--heads", "3"])
+    assert "divisible by num_heads 3" in capsys.readouterr().err
 
 
 def test_console_entry_names_the_missing_data(tmp_path, capsys):
@@ -235,9 +255,11 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
         settings=settings, **kw) or {"summary": {}, "heldout_loss": 1.0})
     from zoo import cli
     assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick", "--steps", "7",
-                     "--no-column-attention", "--out", str(tmp_path)]) == 0
+                     "--no-column-attention", "--heads", "8", "--column-heads", "2",
+                     "--out", str(tmp_path)]) == 0
     s = seen["settings"]
     assert s.steps == 7 and not s.column_attention and s.eval_draws == msa_lm.QUICK.eval_draws
+    assert (s.num_heads, s.column_heads) == (8, 2)
     assert seen["out"] == str(tmp_path)
 
 
@@ -257,3 +279,40 @@ def test_run_writes_the_report_on_the_full_data(tmp_path):
         tmp_path / "report.md").read_text()
     back, cfg = msa_lm.load_params(tmp_path / "msa_lm_params.npz")
     assert cfg == settings.model_config()
+    again = msa_lm.run(settings, data_dir=DATA, out=tmp_path / "again", progress=False,
+                       params=tmp_path / "msa_lm_params.npz")
+    assert not (tmp_path / "again" / "msa_lm_params.npz").exists()
+    assert "not retrained" in (tmp_path / "again" / "report.md").read_text()
+    assert again["history"] == [] and np.isfinite(again["heldout_loss"])
+
+
+def test_console_entry_scores_saved_params_with_their_network(tmp_path, monkeypatch, capsys):
+    cfg = msa_lm.Config(d_model=8, num_heads=4, d_ff=16, num_layers=1, column_heads=2)
+    path = tmp_path / "p.npz"
+    msa_lm.save_params(msa_lm.init(jax.random.key(0), cfg), path, cfg)
+    seen = {}
+    monkeypatch.setattr(msa_lm, "run", lambda settings, **kw: seen.update(
+        settings=settings, **kw) or {"summary": {}, "heldout_loss": 1.0})
+    assert msa_lm.main(["--data-dir", str(TESTDATA), "--params", str(path), "--heads", "16",
+                        "--out", str(tmp_path)]) == 0
+    assert seen["settings"].model_config() == cfg and seen["params"] == str(path)
+    with pytest.raises(SystemExit):
+        msa_lm.main(["--params", str(tmp_path / "absent.npz")])
+    assert "--params" in capsys.readouterr().err
+
+
+def test_run_refuses_params_of_another_network_before_reading_data(tmp_path):
+    cfg = _tiny()
+    msa_lm.save_params(msa_lm.init(jax.random.key(0), cfg), tmp_path / "p.npz", cfg)
+    with pytest.raises(ValueError, match="params: .* holds a model of"):
+        msa_lm.run(msa_lm.Settings(), data_dir=tmp_path / "nowhere", params=tmp_path / "p.npz")
+
+
+def test_report_says_where_saved_params_came_from():
+    result = {"params_from": "x.npz", "history": [], "train_loss": 1.0, "heldout_loss": 2.0}
+    read = "\n".join(msa_lm._lm_lines(result, msa_lm.Settings()))
+    assert "read from `x.npz`" in read and "Training loss" not in read and "**2.000**" in read
+    trained = "\n".join(msa_lm._lm_lines({**result, "params_from": None,
+                                           "history": [(50, 3.0), (100, 2.5)]},
+                                          msa_lm.Settings()))
+    assert "50: 3.000, 100: 2.500" in trained and "read from" not in trained

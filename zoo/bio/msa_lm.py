@@ -87,6 +87,9 @@ class Config:
         max_cols: the widest alignment (the sinusoidal table's length).
         column_attention: whether layers attend over rows too (``False``: rows meet only
             through the tied row attention's shared maps).
+        column_heads: the column attention's heads (``None``: ``num_heads``); the row
+            attention's heads give the contact maps, while the column attention's cost
+            grows with its heads times the rows squared.
     """
     d_model: int = 64
     num_heads: int = 4
@@ -94,14 +97,23 @@ class Config:
     num_layers: int = 4
     max_cols: int = 192
     column_attention: bool = True
+    column_heads: int | None = None
 
     def __post_init__(self):
         for name in ("d_model", "num_heads", "d_ff", "num_layers", "max_cols"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.d_model % self.num_heads:
-            raise ValueError(f"d_model {self.d_model} must be divisible by num_heads "
-                             f"{self.num_heads}")
+        if self.column_heads is not None and self.column_heads < 1:
+            raise ValueError(f"column_heads must be >= 1 or None, got {self.column_heads!r}")
+        for name in ("num_heads", "column_heads"):
+            if getattr(self, name) is not None and self.d_model % getattr(self, name):
+                raise ValueError(f"d_model {self.d_model} must be divisible by {name} "
+                                 f"{getattr(self, name)}")
+
+    @property
+    def col_heads(self) -> int:
+        """The column attention's heads."""
+        return self.num_heads if self.column_heads is None else self.column_heads
 
 
 # --- the network -------------------------------------------------------------------------------
@@ -183,7 +195,7 @@ def _layer(p, x, valid, cfg):
     o, a = tied_row_attention(p["row"], _norm(p["row_norm"], x), valid, cfg.num_heads)
     x = x + o
     if cfg.column_attention:
-        x = x + column_attention(p["col"], _norm(p["col_norm"], x), cfg.num_heads)
+        x = x + column_attention(p["col"], _norm(p["col_norm"], x), cfg.col_heads)
     h = jax.nn.gelu(layers.dense(p["ffn1"], _norm(p["ffn_norm"], x)))
     return x + layers.dense(p["ffn2"], h), a
 
@@ -229,7 +241,8 @@ class Settings:
     """The MSA LM run (:func:`run`).
 
     Attributes:
-        d_model, num_heads, d_ff, num_layers, column_attention: the network (:class:`Config`).
+        d_model, num_heads, d_ff, num_layers, column_attention, column_heads: the network
+            (:class:`Config`).
         rows, crop: each training crop's rows and most columns.
         batch_size, steps, learning_rate, mask_rate: the optimisation (AdamW, linear
             warm-up then cosine decay, as :func:`train`).
@@ -245,6 +258,7 @@ class Settings:
     d_ff: int = 256
     num_layers: int = 4
     column_attention: bool = True
+    column_heads: int | None = None
     rows: int = 64
     crop: int = 64
     batch_size: int = 2
@@ -265,7 +279,8 @@ class Settings:
     def model_config(self) -> Config:
         """The :class:`Config`; ``max_cols`` 192 covers the widest alignment (164)."""
         return Config(d_model=self.d_model, num_heads=self.num_heads, d_ff=self.d_ff,
-                      num_layers=self.num_layers, column_attention=self.column_attention)
+                      num_layers=self.num_layers, column_attention=self.column_attention,
+                      column_heads=self.column_heads)
 
 
 QUICK = Settings(steps=100, eval_rows=64)
@@ -419,15 +434,24 @@ def heldout_loss(params: dict, cfg: Config, msas: list, *, rows: int = 32, crop:
 
 
 def run(settings: Settings = Settings(), *, data_dir=None, out=None,
-        progress: bool = True) -> dict:
-    """Trains on the training families' alignments, reads contacts from the tied row
+        progress: bool = True, params: str | Path | None = None) -> dict:
+    """Trains on the training families' alignments (or, with ``params``, reads a
+    :func:`save_params` file and trains nothing), reads contacts from the tied row
     attention of all 40 (predictors fitted on the training families), scores them and
-    MI+APC on the held-out families, and writes the report to ``out`` (if given)."""
+    MI+APC on the held-out families, and writes the report to ``out`` (if given).
+
+    Raises:
+        ValueError: if the model in ``params`` is not ``settings.model_config()``.
+    """
     start = time.time()
     cfg = settings.model_config()
+    saved = None if params is None else _saved_params(params, cfg)     # its error, early
     families = _lm.load_families(_lm.TRAIN_FAMILIES + _lm.HELDOUT_FAMILIES, data_dir)
     msas = [families[p].alignment.encoded() for p in _lm.TRAIN_FAMILIES]
-    params, history = train(settings, msas, progress=progress)
+    if saved is None:
+        params, history = train(settings, msas, progress=progress)
+    else:
+        params, history, source = saved, [], str(params)
     bar = _lm._progress(families.items(), progress, "row attention maps")
     maps = {p: family_head_maps(params, cfg, f, rows=settings.eval_rows,
                                 draws=settings.eval_draws, seed=settings.seed) for p, f in bar}
@@ -443,10 +467,19 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
                                          crop=settings.crop, rate=settings.mask_rate),
               "best_head": pred["best_head"], "head_train": pred["head_train"].tolist(),
               "rows": rows, "summary": _lm.summarize(rows), "params": params,
+              "params_from": None if saved is None else source,
               "seconds": time.time() - start}
     if out is not None:
         write_report(result, pred, scores, families, Path(out))
     return result
+
+
+def _saved_params(path, cfg: Config) -> dict:
+    """:func:`load_params` of ``path``, checked to be a model of ``cfg``."""
+    params, saved = load_params(path)
+    if saved != cfg:
+        raise ValueError(f"params: {path} holds a model of {saved}, the settings ask for {cfg}")
+    return params
 
 
 # --- parameters on disk ------------------------------------------------------------------------
@@ -494,29 +527,23 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
     _lm.plot_contact_maps(scores, families, shown, out / "contact_maps.png",
                           methods=("MI+APC", "best head (MSA LM)",
                                    "supervised attention (MSA LM)"))
-    save_params(result["params"], out / "msa_lm_params.npz", cfg)
+    if result["params_from"] is None:
+        save_params(result["params"], out / "msa_lm_params.npz", cfg)
     layer, head = divmod(pred["best_head"], cfg.num_heads)
     count = int(sum(np.size(x) for x in jax.tree.leaves(result["params"])))
-    history = result["history"][::max(len(result["history"]) // 10, 1)]
     lines = [
         "# MSA Transformer and contacts from tied row attention", "",
         f"Command: `python -m zoo.bio.msa_lm {' '.join(sys.argv[1:])}`", "",
         f"Settings: `{json.dumps(result['settings'])}`; model: {cfg.num_layers} layers "
         f"(tied row attention, {'column attention, ' if cfg.column_attention else ''}"
-        f"feed-forward), d_model {cfg.d_model}, {cfg.num_heads} heads, d_ff {cfg.d_ff}, "
+        f"feed-forward), d_model {cfg.d_model}, {cfg.num_heads} heads ({cfg.col_heads} in the "
+        f"column attention), d_ff {cfg.d_ff}, "
         f"{count:,} parameters.", "",
         "Split: the fixed split of `zoo.bio.protein_lm` (30 training, 10 held-out "
         "families); the model trains on the training families' alignments only.", "",
         f"Wall time {result['seconds'] / 60:.1f} min on a shared 2-core CPU; one run, "
         f"seed {s.seed}.", "",
-        "## Masked LM over alignments", "",
-        f"{s.steps} steps of {s.batch_size} crops ({s.rows} random rows, ≤ {s.crop} columns); "
-        "BERT masking 15% (80/10/10) over residues and gaps.", "",
-        "Training loss (step: mean masked cross-entropy, nats): "
-        + ", ".join(f"{st}: {v:.3f}" for st, v in history) + ".", "",
-        f"Masked cross-entropy on 8 crops per family: training families "
-        f"{result['train_loss']:.3f}, held-out families **{result['heldout_loss']:.3f}** "
-        f"(uniform over 21 states: {np.log(21):.3f}).", "",
+        *_lm_lines(result, s),
         "## Contacts on the held-out families", "",
         f"Each family's maps: the domain row and {s.eval_rows - 1} rows of its alignment "
         f"(`zoo.bio.protein_lm.homolog_rows`), averaged over {s.eval_draws} draws; "
@@ -534,25 +561,68 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
     (out / "report.md").write_text("\n".join(lines))
 
 
+def _lm_lines(result: dict, s: Settings) -> list[str]:
+    """The report's masked-LM section: how the model was trained (or where it was read
+    from) and its masked cross-entropy."""
+    if result["params_from"] is None:
+        history = result["history"][::max(len(result["history"]) // 10, 1)]
+        how = [f"{s.steps} steps of {s.batch_size} crops ({s.rows} random rows, ≤ {s.crop} "
+               "columns); BERT masking 15% (80/10/10) over residues and gaps.", "",
+               "Training loss (step: mean masked cross-entropy, nats): "
+               + ", ".join(f"{st}: {v:.3f}" for st, v in history) + ".", ""]
+    else:
+        how = [f"Parameters read from `{result['params_from']}` (float16 as saved); not "
+               "retrained.", ""]
+    return ["## Masked LM over alignments", "", *how,
+            f"Masked cross-entropy on 8 crops per family: training families "
+            f"{result['train_loss']:.3f}, held-out families **{result['heldout_loss']:.3f}** "
+            f"(uniform over 21 states: {np.log(21):.3f}).", ""]
+
+
+def _network(path) -> dict:
+    """The :class:`Settings` fields of the network saved in ``path``."""
+    _, cfg = load_params(path)
+    return {name: getattr(cfg, name) for name in ("d_model", "num_heads", "d_ff", "num_layers",
+                                                  "column_attention", "column_heads")}
+
+
 def main(argv=None) -> int:
     """``zoo bio msa-lm [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
-    [--cache-dir C] [--no-column-attention]``."""
+    [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N] [--params P]``;
+    ``--params`` scores a saved model (e.g. the committed ``msa_lm_params.npz``) without
+    training it."""
     parser = _lm.app_parser("zoo bio msa-lm", __doc__, APP)
     parser.add_argument("--cache-dir", default=None, help="keep MI+APC maps here")
     parser.add_argument("--no-column-attention", action="store_true",
                         help="layers without column attention")
+    parser.add_argument("--heads", type=int, default=None, metavar="N",
+                        help="the tied row attention's heads (default Settings.num_heads)")
+    parser.add_argument("--column-heads", type=int, default=None, metavar="N",
+                        help="the column attention's heads (default Settings.column_heads)")
+    parser.add_argument("--params", default=None, metavar="NPZ", help="score this "
+                        f"save_params file (e.g. benchmarks/results/bio/{APP}/msa_lm_params.npz) "
+                        "instead of training; its network replaces --heads, --column-heads "
+                        "and --no-column-attention, and --steps is unused")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     changes = {"seed": args.seed, "cache_dir": args.cache_dir,
                "column_attention": not args.no_column_attention}
-    if args.steps is not None:
-        changes["steps"] = args.steps
-    settings = dataclasses.replace(QUICK if args.quick else Settings(), **changes)
+    for name, value in (("steps", args.steps), ("num_heads", args.heads),
+                        ("column_heads", args.column_heads)):
+        if value is not None:
+            changes[name] = value
+    try:
+        if args.params is not None:
+            changes.update(_network(args.params))
+        settings = dataclasses.replace(QUICK if args.quick else Settings(), **changes)
+        settings.model_config()
+    except (OSError, ValueError, KeyError) as err:
+        parser.error(f"--params: {err}" if args.params else f"--heads/--column-heads: {err}")
     from zoo.bio import structure as _structure
     from zoo.data import data_dir
     data_dir(_structure.DATASET, root=args.data_dir)      # the clear error, early
-    result = run(settings, data_dir=args.data_dir, out=args.out)
+    result = run(settings, data_dir=args.data_dir, out=args.out, params=args.params)
     for method, res in result["summary"].items():
         print(f"{method:36} " + " ".join(f"{k} {res[k]:.3f}" for k in _METRICS))
     print(f"held-out masked cross-entropy {result['heldout_loss']:.3f}; report in {args.out}")
