@@ -92,7 +92,7 @@ class Config:
             grows with its heads times the rows squared.
     """
     d_model: int = 64
-    num_heads: int = 4
+    num_heads: int = 16
     d_ff: int = 256
     num_layers: int = 4
     max_cols: int = 192
@@ -242,7 +242,8 @@ class Settings:
 
     Attributes:
         d_model, num_heads, d_ff, num_layers, column_attention, column_heads: the network
-            (:class:`Config`).
+            (:class:`Config`); 16 heads of width 4 give the regression 64 maps, and read
+            contacts better than 4 heads of width 16 (the report lists both).
         rows, crop: each training crop's rows and most columns.
         batch_size, steps, learning_rate, mask_rate: the optimisation (AdamW, linear
             warm-up then cosine decay, as :func:`train`).
@@ -254,7 +255,7 @@ class Settings:
         cache_dir: where MI+APC maps are cached between runs (``None``: no cache).
     """
     d_model: int = 64
-    num_heads: int = 4
+    num_heads: int = 16
     d_ff: int = 256
     num_layers: int = 4
     column_attention: bool = True
