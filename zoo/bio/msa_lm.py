@@ -565,15 +565,9 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
 def _lm_lines(result: dict, s: Settings) -> list[str]:
     """The report's masked-LM section: how the model was trained (or where it was read
     from) and its masked cross-entropy."""
-    if result["params_from"] is None:
-        history = result["history"][::max(len(result["history"]) // 10, 1)]
-        how = [f"{s.steps} steps of {s.batch_size} crops ({s.rows} random rows, ≤ {s.crop} "
-               "columns); BERT masking 15% (80/10/10) over residues and gaps.", "",
-               "Training loss (step: mean masked cross-entropy, nats): "
-               + ", ".join(f"{st}: {v:.3f}" for st, v in history) + ".", ""]
-    else:
-        how = [f"Parameters read from `{result['params_from']}` (float16 as saved); not "
-               "retrained.", ""]
+    how = _lm.provenance_lines(result, f"{s.steps} steps of {s.batch_size} crops ({s.rows} "
+                               f"random rows, ≤ {s.crop} columns); BERT masking 15% "
+                               "(80/10/10) over residues and gaps.")
     return ["## Masked LM over alignments", "", *how,
             f"Masked cross-entropy on 8 crops per family: training families "
             f"{result['train_loss']:.3f}, held-out families **{result['heldout_loss']:.3f}** "

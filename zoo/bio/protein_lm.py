@@ -867,21 +867,27 @@ def write_report(result: dict, preds: list[dict], scores: dict, families: dict,
 def _lm_lines(result: dict, s: Settings) -> list[str]:
     """The report's masked-LM section: how the model was trained (or where it was read
     from) and its held-out perplexity."""
-    if result["params_from"] is None:
-        how = [f"{result['num_train_sequences']} training sequences (≤ {s.per_family} per "
-               f"training family, random windows of ≤ {s.crop} residues), {s.steps} steps of "
-               f"{s.batch_size}; BERT masking 15% (80/10/10).", "",
-               "Training loss (step: mean masked cross-entropy): "
-               + ", ".join(f"{st}: {v:.3f}" for st, v in result["history"][::max(
-                   len(result["history"]) // 10, 1)]) + ".", ""]
-    else:
-        how = [f"Parameters read from `{result['params_from']}` (float16 as saved); not "
-               "retrained.", ""]
+    how = provenance_lines(result, f"{result['num_train_sequences']} training sequences "
+                           f"(≤ {s.per_family} per training family, random windows of ≤ "
+                           f"{s.crop} residues), {s.steps} steps of {s.batch_size}; BERT "
+                           "masking 15% (80/10/10).")
     return ["## Masked LM", "", *how,
             f"Held-out masked-token perplexity ({result['num_test_sequences']} sequences, "
             f"≤ {s.heldout_per_family} per held-out family): **{result['perplexity']:.2f}** "
             f"(amino-acid frequencies alone: {result['unigram_perplexity']:.2f}; uniform "
             "over 20: 20).", ""]
+
+
+def provenance_lines(result: dict, how: str) -> list[str]:
+    """Report lines on where a run's parameters came from: ``how`` it trained them and
+    every tenth entry of ``result["history"]``, or the :func:`save_params`-style file
+    ``result["params_from"]`` they were read from."""
+    if result["params_from"] is not None:
+        return [f"Parameters read from `{result['params_from']}` (float16 as saved); not "
+                "retrained.", ""]
+    history = result["history"][::max(len(result["history"]) // 10, 1)]
+    return [how, "", "Training loss (step: mean masked cross-entropy, nats): "
+            + ", ".join(f"{st}: {v:.3f}" for st, v in history) + ".", ""]
 
 
 def _predictor_line(pred: dict, cfg: transformer.Config, l1: float, homologs: int) -> str:
@@ -973,6 +979,7 @@ __all__ = ["HELDOUT_FAMILIES", "TRAIN_FAMILIES", "Settings", "QUICK", "split_fam
            "head_scores",
            "pair_features", "L1Logistic", "fit_l1_logistic", "mi_apc_cached",
            "attention_predictors", "fit_predictors", "evaluate", "summarize", "load_families", "run",
+           "provenance_lines",
            "save_params", "load_params", "main"]
 
 if __name__ == "__main__":
