@@ -87,7 +87,7 @@ class Config:
         max_cols: the widest alignment (the sinusoidal table's length).
         column_attention: whether layers attend over rows too (``False``: rows meet only
             through the tied row attention's shared maps).
-        column_heads: the column attention's heads (``None``: ``num_heads``); the row
+        column_heads: the column attention's heads (``None`` becomes ``num_heads``); the row
             attention's heads give the contact maps, while the column attention's cost
             grows with its heads times the rows squared.
     """
@@ -103,17 +103,14 @@ class Config:
         for name in ("d_model", "num_heads", "d_ff", "num_layers", "max_cols"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.column_heads is not None and self.column_heads < 1:
+        if self.column_heads is None:
+            object.__setattr__(self, "column_heads", self.num_heads)
+        if self.column_heads < 1:
             raise ValueError(f"column_heads must be >= 1 or None, got {self.column_heads!r}")
         for name in ("num_heads", "column_heads"):
-            if getattr(self, name) is not None and self.d_model % getattr(self, name):
+            if self.d_model % getattr(self, name):
                 raise ValueError(f"d_model {self.d_model} must be divisible by {name} "
                                  f"{getattr(self, name)}")
-
-    @property
-    def col_heads(self) -> int:
-        """The column attention's heads."""
-        return self.num_heads if self.column_heads is None else self.column_heads
 
 
 # --- the network -------------------------------------------------------------------------------
@@ -195,7 +192,7 @@ def _layer(p, x, valid, cfg):
     o, a = tied_row_attention(p["row"], _norm(p["row_norm"], x), valid, cfg.num_heads)
     x = x + o
     if cfg.column_attention:
-        x = x + column_attention(p["col"], _norm(p["col_norm"], x), cfg.col_heads)
+        x = x + column_attention(p["col"], _norm(p["col_norm"], x), cfg.column_heads)
     h = jax.nn.gelu(layers.dense(p["ffn1"], _norm(p["ffn_norm"], x)))
     return x + layers.dense(p["ffn2"], h), a
 
@@ -446,15 +443,15 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
     """
     start = time.time()
     cfg = settings.model_config()
-    saved = None if params is None else _saved_params(params, cfg)     # its error, early
+    saved = None if params is None else _lm._saved_params(params, cfg, load_params)
     families = _lm.load_families(_lm.TRAIN_FAMILIES + _lm.HELDOUT_FAMILIES, data_dir)
     msas = [families[p].alignment.encoded() for p in _lm.TRAIN_FAMILIES]
     if saved is None:
-        params, history = train(settings, msas, progress=progress)
+        weights, history = train(settings, msas, progress=progress)
     else:
-        params, history, source = saved, [], str(params)
+        weights, history = saved, []
     bar = _lm._progress(families.items(), progress, "row attention maps")
-    maps = {p: family_head_maps(params, cfg, f, rows=settings.eval_rows,
+    maps = {p: family_head_maps(weights, cfg, f, rows=settings.eval_rows,
                                 draws=settings.eval_draws, seed=settings.seed) for p, f in bar}
     pred = _lm.fit_predictors(maps, families, l1=settings.l1, tag=" (MSA LM)")
     scores = {"MI+APC": {p: _lm.mi_apc_cached(f, settings.cache_dir, seed=settings.seed)
@@ -462,25 +459,17 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
     rows = _lm.evaluate(scores, families, _lm.HELDOUT_FAMILIES)
     held = [families[p].alignment.encoded() for p in _lm.HELDOUT_FAMILIES]
     result = {"settings": dataclasses.asdict(settings), "history": history,
-              "heldout_loss": heldout_loss(params, cfg, held, rows=settings.rows,
+              "heldout_loss": heldout_loss(weights, cfg, held, rows=settings.rows,
                                            crop=settings.crop, rate=settings.mask_rate),
-              "train_loss": heldout_loss(params, cfg, msas, rows=settings.rows,
+              "train_loss": heldout_loss(weights, cfg, msas, rows=settings.rows,
                                          crop=settings.crop, rate=settings.mask_rate),
               "best_head": pred["best_head"], "head_train": pred["head_train"].tolist(),
-              "rows": rows, "summary": _lm.summarize(rows), "params": params,
-              "params_from": None if saved is None else source,
+              "rows": rows, "summary": _lm.summarize(rows), "params": weights,
+              "params_from": None if params is None else str(params),
               "seconds": time.time() - start}
     if out is not None:
         write_report(result, pred, scores, families, Path(out))
     return result
-
-
-def _saved_params(path, cfg: Config) -> dict:
-    """:func:`load_params` of ``path``, checked to be a model of ``cfg``."""
-    params, saved = load_params(path)
-    if saved != cfg:
-        raise ValueError(f"params: {path} holds a model of {saved}, the settings ask for {cfg}")
-    return params
 
 
 # --- parameters on disk ------------------------------------------------------------------------
@@ -537,7 +526,7 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
         f"Command: `python -m zoo.bio.msa_lm {' '.join(sys.argv[1:])}`", "",
         f"Settings: `{json.dumps(result['settings'])}`; model: {cfg.num_layers} layers "
         f"(tied row attention, {'column attention, ' if cfg.column_attention else ''}"
-        f"feed-forward), d_model {cfg.d_model}, {cfg.num_heads} heads ({cfg.col_heads} in the "
+        f"feed-forward), d_model {cfg.d_model}, {cfg.num_heads} heads ({cfg.column_heads} in the "
         f"column attention), d_ff {cfg.d_ff}, "
         f"{count:,} parameters.", "",
         "Split: the fixed split of `zoo.bio.protein_lm` (30 training, 10 held-out "

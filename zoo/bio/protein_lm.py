@@ -705,9 +705,9 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None, progress: b
     return result
 
 
-def _saved_params(path, cfg: transformer.Config) -> dict:
-    """:func:`load_params` of ``path``, checked to be a model of ``cfg``."""
-    params, saved = load_params(path)
+def _saved_params(path, cfg, load=None) -> dict:
+    """``load(path)`` (default :func:`load_params`), checked to be a model of ``cfg``."""
+    params, saved = (load or load_params)(path)
     if saved != cfg:
         raise ValueError(f"params: {path} holds a model of {saved}, the settings ask for {cfg}")
     return params
