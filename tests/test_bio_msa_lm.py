@@ -71,6 +71,32 @@ def test_column_attention_matches_a_numpy_loop():
                                atol=1e-5)
 
 
+def test_column_attention_gradient_matches_the_explicit_path(monkeypatch):
+    # the dispatch picks the platform's kernel (the blocked one on CPU); the explicit
+    # weights-returning path is the reference for its values and its backward pass
+    p = msa_lm._attn_init(jax.random.key(5), 8)
+    x = jax.random.normal(jax.random.key(6), (2, 40, 3, 8))
+    f = lambda p, x: jnp.sum(jnp.sin(msa_lm.column_attention(p, x, 2)))
+    got = jax.grad(f, argnums=(0, 1))(p, x)
+    monkeypatch.setattr(msa_lm._attention, "attend",
+                        lambda q, k, v: msa_lm._attention.dot_product_attention(q, k, v))
+    want = jax.grad(f, argnums=(0, 1))(p, x)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
+
+
+def test_head_maps_do_not_depend_on_the_column_padding():
+    cfg = _tiny(max_cols=80)
+    params = msa_lm.init(jax.random.key(2), cfg)
+    x = np.asarray(jax.random.randint(jax.random.key(3), (5, 7), 0, 21))
+    tokens = np.full((1, 5, cfg.max_cols), msa_lm.PAD, np.int32)
+    tokens[0, :, :7] = x
+    full = np.asarray(msa_lm.apply(params, jnp.asarray(tokens), cfg, return_maps=True)[1],
+                      np.float64)[:, 0, :, :7, :7].reshape(-1, 7, 7)
+    want = contacts.apc(contacts.symmetrize(full))
+    np.testing.assert_allclose(msa_lm.head_maps(params, cfg, x), want, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("column_attention", [True, False])
 def test_tied_maps_ignore_row_order_and_logits_follow_it(column_attention):
     cfg = _tiny(column_attention=column_attention)

@@ -75,6 +75,8 @@ MASK = _msa.NUM_STATES
 PAD = _msa.NUM_STATES + 1
 #: Input vocabulary: 21 states, mask, pad.
 VOCAB = _msa.NUM_STATES + 2
+#: :func:`head_maps` pads an alignment's columns up to a multiple of this.
+COLUMN_STEP = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +177,13 @@ def tied_row_attention(p: dict, x: Float[Array, "A B T D"], valid: Bool[Array, "
 def column_attention(p: dict, x: Float[Array, "A B T D"], num_heads: int
                      ) -> Float[Array, "A B T D"]:
     """Attention over the rows of each column, ``softmax_c(q_btn · k_ctn / √H)`` (``b``,
-    ``c`` rows): :func:`zoo.attention.dot_product_attention` with the columns as batch."""
+    ``c`` rows), with the columns as batch, through :func:`zoo.attention.attend`: its
+    weights are never needed, so the platform's kernel serves, and on CPU the blocked one
+    keeps a deep alignment's ``N·B²`` scores per column out of memory."""
     a_, b_, t_, _ = x.shape
     per_column = lambda y: jnp.moveaxis(y, 2, 1).reshape(a_ * t_, b_, num_heads, -1)
     q, k, v = (per_column(_heads(p[name], x, num_heads)) for name in ("q", "k", "v"))
-    o, _ = _attention.dot_product_attention(q, k, v)                       # [A·T B N H]
+    o, _ = _attention.attend(q, k, v)                                      # [A·T B N H]
     o = jnp.moveaxis(o.reshape(a_, t_, b_, -1), 1, 2)
     return layers.dense(p["o"], o.reshape(x.shape))
 
@@ -378,8 +382,9 @@ def family_rows(family, rows: int, *, seed: int = 0) -> Int[np.ndarray, "B T"]:
 def head_maps(params: dict, cfg: Config, msa: Int[np.ndarray, "B T"]
               ) -> Float[np.ndarray, "I T T"]:
     """Every layer's and head's tied row attention map of ``msa`` (``I = L·N``, layer-major),
-    made symmetric and APC-corrected. The columns are padded with :data:`PAD` to
-    ``cfg.max_cols`` (one compiled shape per row count).
+    made symmetric and APC-corrected. The columns are padded with :data:`PAD` up to a
+    multiple of :data:`COLUMN_STEP` (at most ``cfg.max_cols``): a few compiled shapes per
+    row count, and no work spent on columns far past the alignment's width.
 
     Raises:
         ValueError: if ``msa`` is not ``[B, T]`` with ``1 ≤ T ≤ cfg.max_cols``.
@@ -389,7 +394,8 @@ def head_maps(params: dict, cfg: Config, msa: Int[np.ndarray, "B T"]
         raise ValueError(f"msa must be [B, T] with 1 <= T <= max_cols {cfg.max_cols}, got "
                          f"shape {msa.shape}")
     t = msa.shape[1]
-    tokens = np.full((1, len(msa), cfg.max_cols), PAD, np.int32)
+    width = min(-(-t // COLUMN_STEP) * COLUMN_STEP, cfg.max_cols)
+    tokens = np.full((1, len(msa), width), PAD, np.int32)
     tokens[0, :, :t] = msa
     maps = np.asarray(_maps_jit(params, jnp.asarray(tokens), cfg), np.float64)
     maps = maps[:, 0, :, :t, :t].reshape(-1, t, t)
@@ -616,7 +622,7 @@ def main(argv=None) -> int:
 _METRICS = ("long_P@L/5", "long_P@L", "medium_P@L/5", "medium_P@L")
 
 
-__all__ = ["MASK", "PAD", "VOCAB", "Config", "init", "apply", "loss", "tied_row_attention",
+__all__ = ["MASK", "PAD", "VOCAB", "COLUMN_STEP", "Config", "init", "apply", "loss", "tied_row_attention",
            "column_attention", "mask_msa", "sample_crop", "train", "family_rows", "head_maps",
            "family_head_maps", "Settings", "QUICK", "heldout_loss", "run", "save_params",
            "load_params", "write_report", "main"]
