@@ -622,10 +622,10 @@ def main(argv=None) -> int:
 _METRICS = ("long_P@L/5", "long_P@L", "medium_P@L/5", "medium_P@L")
 
 
-__all__ = ["MASK", "PAD", "VOCAB", "COLUMN_STEP", "Config", "init", "apply", "loss", "tied_row_attention",
-           "column_attention", "mask_msa", "sample_crop", "train", "family_rows", "head_maps",
-           "family_head_maps", "Settings", "QUICK", "heldout_loss", "run", "save_params",
-           "load_params", "write_report", "main"]
+__all__ = ["MASK", "PAD", "VOCAB", "COLUMN_STEP", "Config", "init", "apply", "loss",
+           "tied_row_attention", "column_attention", "mask_msa", "sample_crop", "train",
+           "family_rows", "head_maps", "family_head_maps", "Settings", "QUICK", "heldout_loss",
+           "run", "save_params", "load_params", "write_report", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
