@@ -187,6 +187,36 @@ def test_sample_crop_takes_distinct_rows_and_one_window():
     assert {tuple(r) for r in narrow[:, :5]} <= {tuple(r) for r in m[:3, :5]}
 
 
+def test_relabel_states_renames_the_amino_acids_by_one_bijection():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, msa_lm.VOCAB, size=(30, 40))
+    seen = np.zeros((20, 20))
+    for _ in range(400):
+        y = msa_lm.relabel_states(x, rng)
+        kept = x >= 20                                      # gap, mask, pad
+        np.testing.assert_array_equal(y[kept], x[kept])
+        image = {a: set(y[x == a].tolist()) for a in range(20)}
+        assert all(len(v) == 1 for v in image.values())     # each letter one new letter
+        targets = [v.pop() for v in image.values()]
+        assert sorted(targets) == list(range(20))           # and no two letters merge
+        seen[np.arange(20), targets] += 1
+    # uniform over permutations: each letter lands on each letter 400/20 times
+    assert np.abs(seen - 20).max() < 5 * np.sqrt(20 * 0.95)
+    with pytest.raises(ValueError, match="relabel must be in"):
+        msa_lm.Settings(relabel=1.5)
+
+
+def test_crops_without_relabelling_draw_the_same_stream():
+    m = np.random.default_rng(0).integers(0, 21, size=(50, 30))
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    plain = msa_lm.sample_crop(m, a, 8, 16)
+    np.testing.assert_array_equal(msa_lm._crop(msa_lm.Settings(rows=8, crop=16), m, b), plain)
+    assert a.random() == b.random()                         # nothing extra was drawn
+    c = np.random.default_rng(1)
+    renamed = msa_lm._crop(msa_lm.Settings(rows=8, crop=16, relabel=1.0), m, c)
+    assert (renamed != plain).any() and ((renamed == 20) == (plain == 20)).all()
+
+
 def test_head_maps_are_the_apc_of_the_symmetrised_tied_maps():
     cfg = _tiny()
     params = msa_lm.init(jax.random.key(0), cfg)
@@ -282,10 +312,10 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
     from zoo import cli
     assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick", "--steps", "7",
                      "--no-column-attention", "--heads", "8", "--column-heads", "2",
-                     "--out", str(tmp_path)]) == 0
+                     "--relabel", "0.5", "--out", str(tmp_path)]) == 0
     s = seen["settings"]
     assert s.steps == 7 and not s.column_attention and s.eval_draws == msa_lm.QUICK.eval_draws
-    assert (s.num_heads, s.column_heads) == (8, 2)
+    assert (s.num_heads, s.column_heads, s.relabel) == (8, 2, 0.5)
     assert seen["out"] == str(tmp_path)
 
 

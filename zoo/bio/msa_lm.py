@@ -22,7 +22,10 @@ same statistic with less noise.
 window of at most ``crop`` columns) of the training families' alignments
 (:data:`zoo.bio.protein_lm.TRAIN_FAMILIES`): 15% of the real tokens, gaps included, are
 selected; 80% of them become :data:`MASK`, 10% a random amino acid, 10% stay; the loss is
-the cross-entropy over the 21 states at the selected tokens.
+the cross-entropy over the 21 states at the selected tokens. With ``relabel`` ``p``, a crop's
+20 amino acids are first renamed by a random permutation with probability ``p``
+(:func:`relabel_states`): co-variation is invariant to the renaming, so the model must read
+it from the crop's rows rather than recall it from the training families.
 
 **Contacts.** A family's alignment, the domain row first and ``eval_rows − 1`` rows of
 :func:`zoo.bio.protein_lm.homolog_rows`, runs through the model at its full width. Every
@@ -248,6 +251,8 @@ class Settings:
         rows, crop: each training crop's rows and most columns.
         batch_size, steps, learning_rate, mask_rate: the optimisation (AdamW, linear
             warm-up then cosine decay, as :func:`train`).
+        relabel: the probability that a training crop's amino acids are renamed
+            (:func:`relabel_states`); 0 trains on the letters as they are.
         eval_rows, eval_draws: the rows of each family's alignment read for its maps (the
             domain and ``eval_rows − 1`` others), and the draws averaged; reading more
             rows than a crop holds lowers the maps' noise (the logits are row means).
@@ -267,6 +272,7 @@ class Settings:
     steps: int = 6000
     learning_rate: float = 2e-3
     mask_rate: float = 0.15
+    relabel: float = 0.0
     eval_rows: int = 512
     eval_draws: int = 1
     l1: float = 1e-3
@@ -277,6 +283,8 @@ class Settings:
         for name in ("rows", "crop", "batch_size", "steps", "eval_rows", "eval_draws"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.relabel <= 1:
+            raise ValueError(f"relabel must be in [0, 1], got {self.relabel!r}")
 
     def model_config(self) -> Config:
         """The :class:`Config`; ``max_cols`` 192 covers the widest alignment (164)."""
@@ -331,6 +339,26 @@ def sample_crop(msa: Int[np.ndarray, "M T"], rng: np.random.Generator, rows: int
     return out
 
 
+def relabel_states(x: Int[np.ndarray, "B T"], rng: np.random.Generator
+                   ) -> Int[np.ndarray, "B T"]:
+    """``x`` with its 20 amino acids renamed by one random permutation (the gap, :data:`MASK`
+    and :data:`PAD` kept): the crop's co-variation is unchanged, while which letter is which
+    can no longer be recalled from the training families.
+
+    >>> relabel_states(np.array([[0, 0, 20, PAD]]), np.random.default_rng(0)).tolist()
+    [[4, 4, 20, 22]]
+    """
+    lookup = np.concatenate([rng.permutation(20), np.arange(20, VOCAB)])
+    return lookup[np.asarray(x)].astype(np.int32)
+
+
+def _crop(settings: Settings, msa, rng):
+    x = sample_crop(msa, rng, settings.rows, settings.crop)
+    if settings.relabel and rng.random() < settings.relabel:   # no draw at 0: same stream
+        return relabel_states(x, rng)
+    return x
+
+
 def train(settings: Settings, msas: list, *, log_every: int = 50, progress: bool = True):
     """Trains ``settings.model_config()`` on crops of ``msas`` (each ``[M, T]`` of
     :func:`zoo.bio.msa.encode`; each step draws ``batch_size`` of them uniformly); returns
@@ -354,8 +382,7 @@ def train(settings: Settings, msas: list, *, log_every: int = 50, progress: bool
     history, running = [], []
     bar = _lm._progress(range(steps), progress, "MSA LM")
     for i in bar:
-        x = np.stack([sample_crop(msas[k], rng, s.rows, s.crop)
-                      for k in rng.integers(0, len(msas), s.batch_size)])
+        x = np.stack([_crop(s, msas[k], rng) for k in rng.integers(0, len(msas), s.batch_size)])
         inputs, targets = mask_msa(x, rng, rate=s.mask_rate)
         params, state, value = step(params, state, inputs, targets)
         running.append(float(value))
@@ -562,7 +589,9 @@ def _lm_lines(result: dict, s: Settings) -> list[str]:
     from) and its masked cross-entropy."""
     how = _lm.provenance_lines(result, f"{s.steps} steps of {s.batch_size} crops ({s.rows} "
                                f"random rows, ≤ {s.crop} columns); BERT masking 15% "
-                               "(80/10/10) over residues and gaps.")
+                               "(80/10/10) over residues and gaps"
+                               + (f"; a crop's amino acids renamed by a random permutation "
+                                  f"with probability {s.relabel}." if s.relabel else "."))
     return ["## Masked LM over alignments", "", *how,
             f"Masked cross-entropy on 8 crops per family: training families "
             f"{result['train_loss']:.3f}, held-out families **{result['heldout_loss']:.3f}** "
@@ -578,7 +607,8 @@ def _network(path) -> dict:
 
 def main(argv=None) -> int:
     """``zoo bio msa-lm [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
-    [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N] [--params P]``;
+    [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N] [--relabel P]
+    [--params P]``;
     ``--params`` scores a saved model (e.g. the committed ``msa_lm_params.npz``) without
     training it."""
     parser = _lm.app_parser("zoo bio msa-lm", __doc__, APP)
@@ -589,6 +619,9 @@ def main(argv=None) -> int:
                         help="the tied row attention's heads (default Settings.num_heads)")
     parser.add_argument("--column-heads", type=int, default=None, metavar="N",
                         help="the column attention's heads (default Settings.column_heads)")
+    parser.add_argument("--relabel", type=float, default=None, metavar="P",
+                        help="rename the amino acids of a training crop by a random "
+                        "permutation with probability P (default Settings.relabel)")
     parser.add_argument("--params", default=None, metavar="NPZ", help="score this "
                         f"save_params file (e.g. benchmarks/results/bio/{APP}/msa_lm_params.npz) "
                         "instead of training; its network replaces --heads, --column-heads "
@@ -599,7 +632,7 @@ def main(argv=None) -> int:
     changes = {"seed": args.seed, "cache_dir": args.cache_dir,
                "column_attention": not args.no_column_attention}
     for name, value in (("steps", args.steps), ("num_heads", args.heads),
-                        ("column_heads", args.column_heads)):
+                        ("column_heads", args.column_heads), ("relabel", args.relabel)):
         if value is not None:
             changes[name] = value
     try:
@@ -608,7 +641,7 @@ def main(argv=None) -> int:
         settings = dataclasses.replace(QUICK if args.quick else Settings(), **changes)
         settings.model_config()
     except (OSError, ValueError, KeyError) as err:
-        parser.error(f"--params: {err}" if args.params else f"--heads/--column-heads: {err}")
+        parser.error(f"--params: {err}" if args.params else f"settings: {err}")
     from zoo.bio import structure as _structure
     from zoo.data import data_dir
     data_dir(_structure.DATASET, root=args.data_dir)      # the clear error, early
@@ -623,9 +656,10 @@ _METRICS = ("long_P@L/5", "long_P@L", "medium_P@L/5", "medium_P@L")
 
 
 __all__ = ["MASK", "PAD", "VOCAB", "COLUMN_STEP", "Config", "init", "apply", "loss",
-           "tied_row_attention", "column_attention", "mask_msa", "sample_crop", "train",
-           "family_rows", "head_maps", "family_head_maps", "Settings", "QUICK", "heldout_loss",
-           "run", "save_params", "load_params", "write_report", "main"]
+           "tied_row_attention", "column_attention", "mask_msa", "sample_crop",
+           "relabel_states", "train", "family_rows", "head_maps", "family_head_maps",
+           "Settings", "QUICK", "heldout_loss", "run", "save_params", "load_params",
+           "write_report", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
