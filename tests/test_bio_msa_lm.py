@@ -31,13 +31,18 @@ def _np_softmax(z):
     return e / e.sum()
 
 
-def test_tied_row_attention_matches_a_numpy_loop():
+@pytest.mark.parametrize("center", [False, True])
+def test_tied_row_attention_matches_a_numpy_loop(center):
     p = msa_lm._attn_init(jax.random.key(1), 8)
     x = np.asarray(jax.random.normal(jax.random.key(2), (1, 3, 5, 8)), np.float64)
     valid = np.array([[1, 1, 1, 1, 0]])
-    out, a = msa_lm.tied_row_attention(p, jnp.asarray(x, jnp.float32), jnp.asarray(valid), 2)
+    out, a = msa_lm.tied_row_attention(p, jnp.asarray(x, jnp.float32), jnp.asarray(valid), 2,
+                                       center=center)
     q, k, v = (_np_heads(p[n], x[0], 2) for n in ("q", "k", "v"))        # [R, C, N, H]
     r_, c_, n_, h_ = q.shape
+    if center:                                     # each column's mean over the 3 rows
+        q = q - sum(q[r] for r in range(r_)) / r_
+        k = k - sum(k[r] for r in range(r_)) / r_
     want_a = np.zeros((n_, c_, c_))
     o = np.zeros((r_, c_, n_, h_))
     for n in range(n_):
@@ -312,10 +317,11 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
     from zoo import cli
     assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick", "--steps", "7",
                      "--no-column-attention", "--heads", "8", "--column-heads", "2",
-                     "--relabel", "0.5", "--out", str(tmp_path)]) == 0
+                     "--relabel", "0.5", "--center-rows", "--out", str(tmp_path)]) == 0
     s = seen["settings"]
     assert s.steps == 7 and not s.column_attention and s.eval_draws == msa_lm.QUICK.eval_draws
-    assert (s.num_heads, s.column_heads, s.relabel) == (8, 2, 0.5)
+    assert (s.num_heads, s.column_heads, s.relabel, s.center_rows) == (8, 2, 0.5, True)
+    assert s.model_config().center_rows
     assert seen["out"] == str(tmp_path)
 
 

@@ -95,6 +95,8 @@ class Config:
         column_heads: the column attention's heads (``None`` becomes ``num_heads``); the row
             attention's heads give the contact maps, while the column attention's cost
             grows with its heads times the rows squared.
+        center_rows: whether the tied row attention centres queries and keys over the
+            rows (:func:`tied_row_attention`).
     """
     d_model: int = 64
     num_heads: int = 16
@@ -103,6 +105,7 @@ class Config:
     max_cols: int = 192
     column_attention: bool = True
     column_heads: int | None = None
+    center_rows: bool = False
 
     def __post_init__(self):
         for name in ("d_model", "num_heads", "d_ff", "num_layers", "max_cols"):
@@ -158,10 +161,13 @@ def _heads(p, x, n):
 
 
 def tied_row_attention(p: dict, x: Float[Array, "A B T D"], valid: Bool[Array, "A T"],
-                       num_heads: int) -> tuple[Float[Array, "A B T D"],
-                                                Float[Array, "A N T T"]]:
+                       num_heads: int, *, center: bool = False
+                       ) -> tuple[Float[Array, "A B T D"], Float[Array, "A N T T"]]:
     """``(output, maps)``: one attention map per head over the columns, its logits summed
     over the rows and scaled by ``1/(B·√H)`` (module docstring); pad columns get no weight.
+    With ``center``, queries and keys are centred over the rows of each column first
+    (``q_btn − mean_b q_btn``), so the logits are the cross-covariance of the two columns'
+    projections, and the columns' mean profiles no longer enter them.
 
     Tied attention is plain scaled dot-product attention with the rows folded into the head
     width: ``Σ_b q_btn·k_bsn / (B·√H)`` is ``q'_tn·k'_sn / √H'`` for ``q'_tn`` the
@@ -170,7 +176,10 @@ def tied_row_attention(p: dict, x: Float[Array, "A B T D"], valid: Bool[Array, "
     computes it."""
     a_, b_, t_, _ = x.shape
     fold = lambda y: jnp.moveaxis(y, 1, 3).reshape(a_, t_, num_heads, -1)  # [A T N B·H]
-    q, k, v = (fold(_heads(p[name], x, num_heads)) for name in ("q", "k", "v"))
+    q, k, v = (_heads(p[name], x, num_heads) for name in ("q", "k", "v"))
+    if center:
+        q, k = (y - jnp.mean(y, axis=1, keepdims=True) for y in (q, k))
+    q, k, v = fold(q), fold(k), fold(v)
     o, w = _attention.dot_product_attention(q / np.sqrt(b_), k, v,
                                             mask=valid[:, None, None, :])
     o = jnp.moveaxis(o.reshape(a_, t_, num_heads, b_, -1), 3, 1)          # [A B T N H]
@@ -196,7 +205,8 @@ def _norm(p, x):
 
 
 def _layer(p, x, valid, cfg):
-    o, a = tied_row_attention(p["row"], _norm(p["row_norm"], x), valid, cfg.num_heads)
+    o, a = tied_row_attention(p["row"], _norm(p["row_norm"], x), valid, cfg.num_heads,
+                              center=cfg.center_rows)
     x = x + o
     if cfg.column_attention:
         x = x + column_attention(p["col"], _norm(p["col_norm"], x), cfg.column_heads)
@@ -245,9 +255,9 @@ class Settings:
     """The MSA LM run (:func:`run`).
 
     Attributes:
-        d_model, num_heads, d_ff, num_layers, column_attention, column_heads: the network
-            (:class:`Config`); 16 heads of width 4 give the regression 64 maps, and read
-            contacts better than 4 heads of width 16 (the report lists both).
+        d_model, num_heads, d_ff, num_layers, column_attention, column_heads, center_rows:
+            the network (:class:`Config`); 16 heads of width 4 give the regression 64 maps,
+            and read contacts better than 4 heads of width 16 (the report lists both).
         rows, crop: each training crop's rows and most columns.
         batch_size, steps, learning_rate, mask_rate: the optimisation (AdamW, linear
             warm-up then cosine decay, as :func:`train`).
@@ -266,6 +276,7 @@ class Settings:
     num_layers: int = 4
     column_attention: bool = True
     column_heads: int | None = None
+    center_rows: bool = False
     rows: int = 64
     crop: int = 64
     batch_size: int = 2
@@ -290,7 +301,7 @@ class Settings:
         """The :class:`Config`; ``max_cols`` 192 covers the widest alignment (164)."""
         return Config(d_model=self.d_model, num_heads=self.num_heads, d_ff=self.d_ff,
                       num_layers=self.num_layers, column_attention=self.column_attention,
-                      column_heads=self.column_heads)
+                      column_heads=self.column_heads, center_rows=self.center_rows)
 
 
 QUICK = Settings(steps=100, eval_rows=64)
@@ -602,13 +613,14 @@ def _network(path) -> dict:
     """The :class:`Settings` fields of the network saved in ``path``."""
     _, cfg = load_params(path)
     return {name: getattr(cfg, name) for name in ("d_model", "num_heads", "d_ff", "num_layers",
-                                                  "column_attention", "column_heads")}
+                                                  "column_attention", "column_heads",
+                                                  "center_rows")}
 
 
 def main(argv=None) -> int:
     """``zoo bio msa-lm [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
-    [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N] [--relabel P]
-    [--params P]``;
+    [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N] [--center-rows]
+    [--relabel P] [--params P]``;
     ``--params`` scores a saved model (e.g. the committed ``msa_lm_params.npz``) without
     training it."""
     parser = _lm.app_parser("zoo bio msa-lm", __doc__, APP)
@@ -619,18 +631,21 @@ def main(argv=None) -> int:
                         help="the tied row attention's heads (default Settings.num_heads)")
     parser.add_argument("--column-heads", type=int, default=None, metavar="N",
                         help="the column attention's heads (default Settings.column_heads)")
+    parser.add_argument("--center-rows", action="store_true",
+                        help="centre the tied row attention's queries and keys over the rows")
     parser.add_argument("--relabel", type=float, default=None, metavar="P",
                         help="rename the amino acids of a training crop by a random "
                         "permutation with probability P (default Settings.relabel)")
     parser.add_argument("--params", default=None, metavar="NPZ", help="score this "
                         f"save_params file (e.g. benchmarks/results/bio/{APP}/msa_lm_params.npz) "
-                        "instead of training; its network replaces --heads, --column-heads "
-                        "and --no-column-attention, and --steps is unused")
+                        "instead of training; its network replaces --heads, --column-heads, "
+                        "--no-column-attention and --center-rows, and --steps is unused")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     changes = {"seed": args.seed, "cache_dir": args.cache_dir,
-               "column_attention": not args.no_column_attention}
+               "column_attention": not args.no_column_attention,
+               "center_rows": args.center_rows}
     for name, value in (("steps", args.steps), ("num_heads", args.heads),
                         ("column_heads", args.column_heads), ("relabel", args.relabel)):
         if value is not None:
