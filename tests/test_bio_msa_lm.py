@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.bio import contacts, msa, msa_lm, protein_lm, structure
+from zoo.bio import contact_eval, contacts, msa, msa_lm, protein_lm, structure
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 TESTDATA = Path(__file__).parent / "data" / "bio" / "pfam"
@@ -333,7 +333,7 @@ def test_run_writes_the_report_on_the_full_data(tmp_path):
                                eval_draws=1)
     result = msa_lm.run(settings, data_dir=DATA, out=tmp_path, progress=False)
     assert {"MI+APC", "supervised attention (MSA LM)"} <= set(result["summary"])
-    assert len(result["rows"]) == 4 * len(protein_lm.HELDOUT_FAMILIES)
+    assert len(result["rows"]) == 4 * len(contact_eval.HELDOUT_FAMILIES)
     for name in ("report.md", "per_family.csv", "heads.png", "contact_maps.png",
                  "msa_lm_params.npz"):
         assert (tmp_path / name).is_file()

@@ -1,5 +1,5 @@
-"""Tests of zoo.bio.protein_lm: the family split, BERT masking, attention maps → APC →
-precision, the L1 logistic regression over heads, and a short masked-LM training run."""
+"""Tests of zoo.bio.protein_lm: BERT masking, attention maps → APC → precision, homolog
+averaging, and a short masked-LM training run."""
 
 import dataclasses
 from pathlib import Path
@@ -12,40 +12,7 @@ import pytest
 from zoo import transformer
 from zoo.bio import contacts, msa, protein_lm, structure
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
 TESTDATA = Path(__file__).parent / "data" / "bio" / "pfam"
-needs_data = pytest.mark.skipif(not (DATA / structure.DATASET).is_dir(),
-                                reason="the full Pfam data is not in ../shared/data")
-
-
-def test_split_constants_disjoint_and_cover_40():
-    train, held = protein_lm.TRAIN_FAMILIES, protein_lm.HELDOUT_FAMILIES
-    assert len(train) == 30 and len(held) == 10
-    assert not set(train) & set(held)
-    assert len(set(train) | set(held)) == 40
-    assert list(train) == sorted(train) and list(held) == sorted(held)
-
-
-def test_split_follows_the_documented_rule():
-    ids = sorted(protein_lm.TRAIN_FAMILIES + protein_lm.HELDOUT_FAMILIES)
-    perm = np.random.default_rng(0).permutation(40)          # the rule, written out
-    held = sorted(ids[i] for i in perm[:10])
-    assert tuple(held) == protein_lm.HELDOUT_FAMILIES
-    assert protein_lm.split_families(ids[::-1]) == (protein_lm.TRAIN_FAMILIES,
-                                                    protein_lm.HELDOUT_FAMILIES)
-
-
-@needs_data
-def test_split_covers_the_families_of_the_data():
-    ids = structure.list_families(DATA)
-    assert sorted(ids) == sorted(protein_lm.TRAIN_FAMILIES + protein_lm.HELDOUT_FAMILIES)
-
-
-def test_split_refuses_bad_arguments():
-    with pytest.raises(ValueError, match="num_heldout"):
-        protein_lm.split_families(["a", "b"], num_heldout=2)
-    with pytest.raises(ValueError, match="distinct"):
-        protein_lm.split_families(["a", "a", "b"])
 
 
 def test_masking_rule_on_counts():
@@ -111,44 +78,6 @@ def test_head_maps_pad_invariance_and_shapes():
         protein_lm.head_maps(params, cfg, "A" * 25)
 
 
-def test_l1_logistic_picks_the_head_that_is_the_contact_map():
-    rng = np.random.default_rng(5)
-    n, heads = 60, 6
-    true = (rng.random((n, n)) < 0.06).astype(int)
-    true = np.triu(true, 1) + np.triu(true, 1).T
-    maps = rng.normal(size=(heads, n, n))
-    maps = (maps + maps.transpose(0, 2, 1)) / 2
-    maps[3] = true + 0.01 * maps[3]                           # head 3 is the contact map
-    i, j = np.triu_indices(n, 6)
-    x, y = maps[:, i, j].T, true[i, j]
-    model = protein_lm.fit_l1_logistic(x, y, l1=0.02, steps=400)
-    assert np.argmax(np.abs(model.w_i)) == 3
-    others = np.delete(np.abs(model.w_i), 3)
-    assert others.max() < 0.05 * abs(model.w_i[3])            # the L1 penalty zeroes them
-    pred = model.score_maps(maps)
-    assert pred.shape == (n, n)
-    k = int(y.sum())
-    assert contacts.precision_at(pred, true, k, min_sep=6) == 1.0
-
-
-def test_l1_logistic_matches_unpenalised_optimum_in_one_dimension():
-    # With l1 = 0 on one feature, the gradient of the mean BCE vanishes at the optimum.
-    x = np.array([[0.0], [1.0], [2.0], [3.0], [1.5], [2.5]])
-    y = np.array([0, 0, 1, 1, 1, 0])
-    m = protein_lm.fit_l1_logistic(x, y, l1=0.0, steps=3000)
-    z = m.decision_function(x)
-    p = 1 / (1 + np.exp(-z))
-    xs = (x[:, 0] - x[:, 0].mean()) / x[:, 0].std()
-    assert abs(np.mean(p - y)) < 1e-4 and abs(np.mean((p - y) * xs)) < 1e-4
-
-
-def test_l1_logistic_refuses_bad_inputs():
-    with pytest.raises(ValueError, match="0/1"):
-        protein_lm.fit_l1_logistic(np.ones((3, 2)), np.array([0, 2, 1]))
-    with pytest.raises(ValueError, match=r"\[P, I\]"):
-        protein_lm.fit_l1_logistic(np.ones((3, 2)), np.array([0, 1]))
-
-
 def test_crop_batch_windows_and_padding():
     rng = np.random.default_rng(0)
     seq = "ACDEFGHIKLMNPQRSTVWY"
@@ -181,20 +110,6 @@ def test_tiny_mlm_training_loss_falls():
     cfg = settings.model_config()
     ppl = protein_lm.masked_perplexity(params, cfg, seqs[:32], crop=24, rate=0.3)
     assert ppl < 8.0          # below the 10 equally frequent letters of the motif
-
-
-def test_mi_apc_cached_is_the_baseline_and_round_trips(tmp_path):
-    fam = structure.load_family("PF00327", TESTDATA)
-    x = fam.alignment.encoded()
-    want = contacts.mi_apc(x, protein_lm._msa.sequence_weights(x))
-    got = protein_lm.mi_apc_cached(fam, str(tmp_path))
-    np.testing.assert_allclose(got, want, atol=1e-12)
-    assert (tmp_path / "mi_apc_PF00327.npy").is_file()
-    np.testing.assert_allclose(protein_lm.mi_apc_cached(fam, str(tmp_path)), want)
-    sub = protein_lm.mi_apc_cached(fam, None, max_sequences=50, seed=1)
-    rows = x[np.sort(np.random.default_rng(1).permutation(len(x))[:50])]
-    np.testing.assert_allclose(sub, contacts.mi_apc(rows, protein_lm._msa.sequence_weights(rows)),
-                               atol=1e-12)
 
 
 def test_family_head_maps_sit_on_the_domain_columns():

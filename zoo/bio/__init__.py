@@ -12,6 +12,8 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
   multi-class MCC, binary ROC AUC.
 * ``msa``, ``structure``, ``contacts``, ``escape``: alignments, PDB structures, contact maps,
   viral-escape scoring.
+* ``contact_eval``: the protocol the contact applications share (the fixed 30/10 family split,
+  best-head, mean and logistic-regression predictors from maps, their scores, report pieces).
 * the applications, each run by ``zoo bio APP`` (or ``python -m zoo.bio.<module>``):
   ``protein_lm`` (a masked protein LM and contacts from its attention; ``zoo bio contacts``),
   ``msa_lm`` (an MSA Transformer and contacts from its tied row attention; ``msa-lm``),
@@ -29,7 +31,7 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
 import importlib
 
 _LAZY = ("tokenizers", "fasta", "dna", "features", "metrics", "msa", "structure", "contacts",
-         "escape", "protein_lm", "msa_lm", "pair_cnn", "dna_models", "localization", "bilstm_lm",
+         "contact_eval", "escape", "protein_lm", "msa_lm", "pair_cnn", "dna_models", "localization", "bilstm_lm",
          "embeddings")
 
 

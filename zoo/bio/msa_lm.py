@@ -20,7 +20,7 @@ same statistic with less noise.
 
 **Training.** BERT masking over the tokens of random crops (``rows`` random rows, a random
 window of at most ``crop`` columns) of the training families' alignments
-(:data:`zoo.bio.protein_lm.TRAIN_FAMILIES`): 15% of the real tokens, gaps included, are
+(:data:`zoo.bio.contact_eval.TRAIN_FAMILIES`): 15% of the real tokens, gaps included, are
 selected; 80% of them become :data:`MASK`, 10% a random amino acid, 10% stay; the loss is
 the cross-entropy over the 21 states at the selected tokens. With ``relabel`` ``p``, a crop's
 20 amino acids are first renamed by a random permutation with probability ``p``
@@ -31,7 +31,7 @@ it from the crop's rows rather than recall it from the training families.
 :func:`zoo.bio.protein_lm.homolog_rows`, runs through the model at its full width. Every
 head's map (averaged over ``eval_draws`` draws of the rows) is made symmetric and
 APC-corrected, and gives the same three predictors as the single-sequence LM
-(:func:`zoo.bio.protein_lm.fit_predictors`: best head and logistic regression chosen and
+(:func:`zoo.bio.contact_eval.fit_predictors`: best head and logistic regression chosen and
 fitted on the training families). Like MI+APC, this reads a held-out family's alignment at
 inference only.
 
@@ -68,6 +68,7 @@ from jaxtyping import Array, Bool, Float, Int
 from zoo import attention as _attention
 from zoo import layers
 from zoo import transformer
+from zoo.bio import contact_eval as _eval
 from zoo.bio import contacts as _contacts
 from zoo.bio import msa as _msa
 from zoo.bio import protein_lm as _lm
@@ -391,7 +392,7 @@ def train(settings: Settings, msas: list, *, log_every: int = 50, progress: bool
         return optax.apply_updates(params, updates), state, value
 
     history, running = [], []
-    bar = _lm._progress(range(steps), progress, "MSA LM")
+    bar = _eval.progress_bar(range(steps), progress, "MSA LM")
     for i in bar:
         x = np.stack([_crop(s, msas[k], rng) for k in rng.integers(0, len(msas), s.batch_size)])
         inputs, targets = mask_msa(x, rng, rate=s.mask_rate)
@@ -487,28 +488,28 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
     """
     start = time.time()
     cfg = settings.model_config()
-    saved = None if params is None else _lm._saved_params(params, cfg, load_params)
-    families = _lm.load_families(_lm.TRAIN_FAMILIES + _lm.HELDOUT_FAMILIES, data_dir)
-    msas = [families[p].alignment.encoded() for p in _lm.TRAIN_FAMILIES]
+    saved = None if params is None else _eval.saved_params(params, cfg, load_params)
+    families = _eval.load_families(_eval.TRAIN_FAMILIES + _eval.HELDOUT_FAMILIES, data_dir)
+    msas = [families[p].alignment.encoded() for p in _eval.TRAIN_FAMILIES]
     if saved is None:
         weights, history = train(settings, msas, progress=progress)
     else:
         weights, history = saved, []
-    bar = _lm._progress(families.items(), progress, "row attention maps")
+    bar = _eval.progress_bar(families.items(), progress, "row attention maps")
     maps = {p: family_head_maps(weights, cfg, f, rows=settings.eval_rows,
                                 draws=settings.eval_draws, seed=settings.seed) for p, f in bar}
-    pred = _lm.fit_predictors(maps, families, l1=settings.l1, tag=" (MSA LM)")
-    scores = {"MI+APC": {p: _lm.mi_apc_cached(f, settings.cache_dir, seed=settings.seed)
+    pred = _eval.fit_predictors(maps, families, l1=settings.l1, tag=" (MSA LM)")
+    scores = {"MI+APC": {p: _eval.mi_apc_cached(f, settings.cache_dir, seed=settings.seed)
                          for p, f in families.items()}, **pred["scores"]}
-    rows = _lm.evaluate(scores, families, _lm.HELDOUT_FAMILIES)
-    held = [families[p].alignment.encoded() for p in _lm.HELDOUT_FAMILIES]
+    rows = _eval.evaluate(scores, families, _eval.HELDOUT_FAMILIES)
+    held = [families[p].alignment.encoded() for p in _eval.HELDOUT_FAMILIES]
     result = {"settings": dataclasses.asdict(settings), "history": history,
               "heldout_loss": heldout_loss(weights, cfg, held, rows=settings.rows,
                                            crop=settings.crop, rate=settings.mask_rate),
               "train_loss": heldout_loss(weights, cfg, msas, rows=settings.rows,
                                          crop=settings.crop, rate=settings.mask_rate),
               "best_head": pred["best_head"], "head_train": pred["head_train"].tolist(),
-              "rows": rows, "summary": _lm.summarize(rows), "params": weights,
+              "rows": rows, "summary": _eval.summarize(rows), "params": weights,
               "params_from": None if params is None else str(params),
               "seconds": time.time() - start}
     if out is not None:
@@ -555,10 +556,10 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
     out.mkdir(parents=True, exist_ok=True)
     s = Settings(**result["settings"])
     cfg = s.model_config()
-    _lm.write_csv(result["rows"], out / "per_family.csv")
-    _lm.plot_heads(pred["head_train"], cfg.num_layers, out / "heads.png")
-    shown = _lm.HELDOUT_FAMILIES[:3]
-    _lm.plot_contact_maps(scores, families, shown, out / "contact_maps.png",
+    _eval.write_csv(result["rows"], out / "per_family.csv")
+    _eval.plot_heads(pred["head_train"], cfg.num_layers, out / "heads.png")
+    shown = _eval.HELDOUT_FAMILIES[:3]
+    _eval.plot_contact_maps(scores, families, shown, out / "contact_maps.png",
                           methods=("MI+APC", "best head (MSA LM)",
                                    "supervised attention (MSA LM)"))
     if result["params_from"] is None:
@@ -573,7 +574,7 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
         f"feed-forward), d_model {cfg.d_model}, {cfg.num_heads} heads ({cfg.column_heads} in the "
         f"column attention), d_ff {cfg.d_ff}, "
         f"{count:,} parameters.", "",
-        "Split: the fixed split of `zoo.bio.protein_lm` (30 training, 10 held-out "
+        "Split: the fixed split of `zoo.bio.contact_eval` (30 training, 10 held-out "
         "families); the model trains on the training families' alignments only.", "",
         f"Wall time {result['seconds'] / 60:.1f} min on a shared 2-core CPU; one run, "
         f"seed {s.seed}.", "",
@@ -583,7 +584,7 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
         f"(`zoo.bio.protein_lm.homolog_rows`), averaged over {s.eval_draws} draws; "
         "symmetrised and APC-corrected. Mean over the 10 held-out families (contacts: Cβ < "
         "8 Å, Cα for glycine; long range |i − j| ≥ 24, medium 12–23):", "",
-        *_lm.markdown_tables(result["rows"]), "",
+        *_eval.markdown_tables(result["rows"]), "",
         f"Best head (chosen on the training families): layer {layer}, head {head} (mean "
         f"long-range P@L/5 {pred['head_train'][pred['best_head']]:.3f} on training "
         f"families; `heads.png` shows every head). The supervised head is an L1 logistic "
@@ -591,14 +592,14 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
         "the pairs |i − j| ≥ 6 of the 30 training families. `contact_maps.png`: true "
         "contacts (grey, lower triangle) and each method's top-L predictions (upper "
         f"triangle) for {', '.join(shown)}.", "",
-        _lm._goal(result["summary"], "supervised attention (MSA LM)", ("MI+APC",)), ""]
+        _eval.goal_line(result["summary"], "supervised attention (MSA LM)", ("MI+APC",)), ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
 def _lm_lines(result: dict, s: Settings) -> list[str]:
     """The report's masked-LM section: how the model was trained (or where it was read
     from) and its masked cross-entropy."""
-    how = _lm.provenance_lines(result, f"{s.steps} steps of {s.batch_size} crops ({s.rows} "
+    how = _eval.provenance_lines(result, f"{s.steps} steps of {s.batch_size} crops ({s.rows} "
                                f"random rows, ≤ {s.crop} columns); BERT masking 15% "
                                "(80/10/10) over residues and gaps"
                                + (f"; a crop's amino acids renamed by a random permutation "
@@ -623,7 +624,7 @@ def main(argv=None) -> int:
     [--relabel P] [--params P]``;
     ``--params`` scores a saved model (e.g. the committed ``msa_lm_params.npz``) without
     training it."""
-    parser = _lm.app_parser("zoo bio msa-lm", __doc__, APP)
+    parser = _eval.app_parser("zoo bio msa-lm", __doc__, APP)
     parser.add_argument("--cache-dir", default=None, help="keep MI+APC maps here")
     parser.add_argument("--no-column-attention", action="store_true",
                         help="layers without column attention")

@@ -54,6 +54,7 @@ import optax
 from jaxtyping import Float, Int
 
 from zoo import cnn, layers
+from zoo.bio import contact_eval as _eval
 from zoo.bio import contacts as _contacts
 from zoo.bio import msa as _msa
 from zoo.bio import protein_lm as _lm
@@ -171,7 +172,7 @@ def training_target(family) -> tuple[Float[np.ndarray, "T T"], Float[np.ndarray,
     c = family.contacts()
     pos = family.column_residue
     sep = np.abs(pos[:, None] - pos[None, :])
-    weight = (c >= 0) & (sep >= _lm.MIN_SEP)
+    weight = (c >= 0) & (sep >= _eval.MIN_SEP)
     return (c > 0).astype(np.float32), weight.astype(np.float32)
 
 
@@ -257,7 +258,7 @@ def train(settings: Settings, data: list, *, progress: bool = True):
         return optax.apply_updates(params, updates), state, value
 
     history, running = [], []
-    for i in _lm._progress(range(settings.steps), progress, "pair CNN"):
+    for i in _eval.progress_bar(range(settings.steps), progress, "pair CNN"):
         params, state, value = step(params, state,
                                     *random_crops(data, rng, settings.crop,
                                                   settings.batch_size))
@@ -290,10 +291,10 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
     """Builds the features of the 40 families, trains the CNN on the training families,
     and scores every method on the held-out ones; writes the report to ``out`` if given."""
     start = time.time()
-    families = _lm.load_families(_lm.TRAIN_FAMILIES + _lm.HELDOUT_FAMILIES, data_dir)
+    families = _eval.load_families(_eval.TRAIN_FAMILIES + _eval.HELDOUT_FAMILIES, data_dir)
     stats = {p: family_statistics(f, max_sequences=settings.max_sequences,
                                   seed=settings.seed, cache_dir=settings.cache_dir)
-             for p, f in _lm._progress(families.items(), progress, "MSA features")}
+             for p, f in _eval.progress_bar(families.items(), progress, "MSA features")}
     scores = {"MI+APC": {p: _contacts.apc(s["mi"]) for p, s in stats.items()},
               "COV+APC": {p: _contacts.apc(s["cov"]) for p, s in stats.items()}}
     maps = None
@@ -308,15 +309,15 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
         maps = pred["maps"]
     feats = {p: pair_features(f.domain, stats[p], None if maps is None else maps[p])
              for p, f in families.items()}
-    data = [(feats[p], *training_target(families[p])) for p in _lm.TRAIN_FAMILIES]
+    data = [(feats[p], *training_target(families[p])) for p in _eval.TRAIN_FAMILIES]
     params, history = train(settings, data, progress=progress)
     scores["pair CNN"] = {p: predict(params, feats[p], settings) for p in families}
-    rows = _lm.evaluate(scores, families, _lm.HELDOUT_FAMILIES)
-    train_rows = _lm.evaluate({"pair CNN": scores["pair CNN"]}, families, _lm.TRAIN_FAMILIES)
+    rows = _eval.evaluate(scores, families, _eval.HELDOUT_FAMILIES)
+    train_rows = _eval.evaluate({"pair CNN": scores["pair CNN"]}, families, _eval.TRAIN_FAMILIES)
     result = {"settings": dataclasses.asdict(settings), "rows": rows,
-              "summary": _lm.summarize(rows), "train_summary": _lm.summarize(train_rows),
+              "summary": _eval.summarize(rows), "train_summary": _eval.summarize(train_rows),
               "history": history, "channels": int(data[0][0].shape[-1]),
-              "num_params": _lm._count(params), "seconds": time.time() - start}
+              "num_params": _eval.count_params(params), "seconds": time.time() - start}
     if out is not None:
         write_report(result, scores, families, Path(out))
     return result
@@ -326,10 +327,10 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
     """``report.md``, ``per_family.csv`` and ``contact_maps.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     s = result["settings"]
-    _lm.write_csv(result["rows"], out / "per_family.csv")
-    shown = _lm.HELDOUT_FAMILIES[:3]
+    _eval.write_csv(result["rows"], out / "per_family.csv")
+    shown = _eval.HELDOUT_FAMILIES[:3]
     methods = [m for m in ("MI+APC", "supervised attention", "pair CNN") if m in scores]
-    _lm.plot_contact_maps(scores, families, shown, out / "contact_maps.png", methods=methods)
+    _eval.plot_contact_maps(scores, families, shown, out / "contact_maps.png", methods=methods)
     train_p = result["train_summary"]["pair CNN"]["long_P@L/5"]
     lines = [
         "# Pair CNN (AlphaFold-v1 style) contact prediction", "",
@@ -343,12 +344,12 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
         f"{s['steps']} steps of {s['batch_size']} random {s['crop']}×{s['crop']} crops of "
         f"the 30 training families; one run, seed {s['seed']}; wall time "
         f"{result['seconds'] / 60:.1f} min on a shared 2-core CPU.", "",
-        f"Held-out families: {', '.join(_lm.HELDOUT_FAMILIES)} (the fixed split of "
-        "`zoo.bio.protein_lm`). MI+APC and COV+APC are inputs of the CNN; the attention "
+        f"Held-out families: {', '.join(_eval.HELDOUT_FAMILIES)} (the fixed split of "
+        "`zoo.bio.contact_eval`). MI+APC and COV+APC are inputs of the CNN; the attention "
         "methods are those of `zoo.bio.protein_lm` (best head and the logistic regression "
         "chosen/fitted on the training families).", "",
         "Mean over the 10 held-out families (long range |i − j| ≥ 24, medium 12–23):", "",
-        *_lm.markdown_tables(result["rows"]), "",
+        *_eval.markdown_tables(result["rows"]), "",
         f"Pair CNN on its own training families: long-range P@L/5 {train_p:.3f}.", "",
         "Training loss (step: mean BCE): " + ", ".join(
             f"{st}: {v:.3f}" for st, v in result["history"][::max(
@@ -356,7 +357,7 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
         f"`contact_maps.png`: true contacts (grey, lower triangle) and the top-L predictions "
         f"(upper triangle; green a contact, red not) of {', '.join(methods)} for "
         f"{', '.join(shown)}.", "",
-        _lm._goal(result["summary"], "pair CNN",
+        _eval.goal_line(result["summary"], "pair CNN",
                   ("MI+APC", "COV+APC", "best head", "mean of heads", "supervised attention")),
         ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -364,7 +365,7 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
 
 def main(argv=None) -> int:
     """``zoo bio pair_cnn [--quick] [--data-dir D] [--out O] [--seed S]``."""
-    parser = _lm.app_parser("zoo bio pair-cnn", __doc__, APP)
+    parser = _eval.app_parser("zoo bio pair-cnn", __doc__, APP)
     parser.add_argument("--cache-dir", default=None, help="keep MSA features here")
     parser.add_argument("--lm-params", default=LM_PARAMS,
                         help="protein LM parameters for the attention features")
@@ -382,7 +383,7 @@ def main(argv=None) -> int:
     data_dir(structure.DATASET, root=args.data_dir)
     result = run(settings, data_dir=args.data_dir, out=args.out)
     for method, res in result["summary"].items():
-        print(f"{method:22} " + " ".join(f"{k} {res[k]:.3f}" for k in _lm.METRICS))
+        print(f"{method:22} " + " ".join(f"{k} {res[k]:.3f}" for k in _eval.METRICS))
     print(f"report in {args.out}")
     return 0
 
