@@ -209,6 +209,10 @@ def test_relabel_states_renames_the_amino_acids_by_one_bijection():
     assert np.abs(seen - 20).max() < 5 * np.sqrt(20 * 0.95)
     with pytest.raises(ValueError, match="relabel must be in"):
         msa_lm.Settings(relabel=1.5)
+    with pytest.raises(ValueError, match=r"id -1 at index \(0, 1\)"):
+        msa_lm.relabel_states(np.array([[0, -1, 2]]), rng)
+    with pytest.raises(ValueError, match="id 23"):
+        msa_lm.relabel_states(np.array([[msa_lm.VOCAB]]), rng)
 
 
 def test_crops_without_relabelling_draw_the_same_stream():

@@ -359,9 +359,17 @@ def relabel_states(x: Int[np.ndarray, "B T"], rng: np.random.Generator
 
     >>> relabel_states(np.array([[0, 0, 20, PAD]]), np.random.default_rng(0)).tolist()
     [[4, 4, 20, 22]]
+
+    Raises:
+        ValueError: if ``x`` holds an id outside ``[0, VOCAB)``.
     """
+    x = np.asarray(x)
+    bad = (x < 0) | (x >= VOCAB)
+    if bad.any():
+        raise ValueError(f"x holds id {int(x[bad][0])} at index "
+                         f"{tuple(int(i) for i in np.argwhere(bad)[0])}, outside [0, {VOCAB})")
     lookup = np.concatenate([rng.permutation(20), np.arange(20, VOCAB)])
-    return lookup[np.asarray(x)].astype(np.int32)
+    return lookup[x].astype(np.int32)
 
 
 def _crop(settings: Settings, msa, rng):
