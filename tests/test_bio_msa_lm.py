@@ -3,6 +3,7 @@ invariances of the tied maps, masking and cropping, the maps → APC readout, pa
 disk, and a short training run whose tied attention finds coupled columns of alignments it
 never saw."""
 
+import json
 from pathlib import Path
 
 import jax
@@ -268,6 +269,19 @@ def test_save_and_load_params_round_trip(tmp_path):
         np.testing.assert_allclose(a, np.asarray(b, np.float16), rtol=1e-3)
 
 
+@pytest.mark.parametrize("center", [False, True])
+def test_load_params_reads_a_config_without_center_rows_as_not_centred(tmp_path, center):
+    cfg = _tiny(center_rows=center)
+    msa_lm.save_params(msa_lm.init(jax.random.key(0), cfg), tmp_path / "p.npz", cfg)
+    with np.load(tmp_path / "p.npz") as data:
+        files = dict(data)
+    fields = json.loads(str(files["__config__"]))
+    assert fields.pop("center_rows") is center
+    np.savez(tmp_path / "old.npz", **{**files, "__config__": json.dumps(fields)})
+    assert msa_lm.load_params(tmp_path / "p.npz")[1].center_rows is center
+    assert msa_lm.load_params(tmp_path / "old.npz")[1].center_rows is False
+
+
 def _copy_family(rng, m=64, c=16):
     """Independent columns, each drawn from its own profile, except one column that copies
     another: the only co-varying pair."""
@@ -327,6 +341,11 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
     assert (s.num_heads, s.column_heads, s.relabel, s.center_rows) == (8, 2, 0.5, True)
     assert s.model_config().center_rows
     assert seen["out"] == str(tmp_path)
+    assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick",
+                     "--no-center-rows"]) == 0
+    assert seen["settings"].center_rows is False
+    assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick"]) == 0
+    assert seen["settings"].center_rows is msa_lm.Settings().center_rows
 
 
 @pytest.mark.slow

@@ -52,6 +52,7 @@ References:
     Multidimensional Transformers", 2019. https://arxiv.org/abs/1912.12180
 """
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -536,13 +537,15 @@ def save_params(params: dict, path, cfg: Config) -> None:
 
 
 def load_params(path) -> tuple[dict, Config]:
-    """Reads :func:`save_params`' file: ``(params as float32, config)``.
+    """Reads :func:`save_params`' file: ``(params as float32, config)``; a config without
+    ``center_rows`` is a network whose tied attention does not centre.
 
     Raises:
         ValueError: if the file lacks a leaf of the config's network.
     """
     with np.load(path) as data:
-        cfg = Config(**json.loads(str(data["__config__"])))
+        fields = json.loads(str(data["__config__"]))
+        cfg = Config(**{"center_rows": False, **fields})   # a file without it: not centred
         template = jax.eval_shape(lambda: init(jax.random.key(0), cfg))
         paths, treedef = jax.tree_util.tree_flatten_with_path(template)
         missing = [jax.tree_util.keystr(kp) for kp, _ in paths
@@ -628,8 +631,8 @@ def _network(path) -> dict:
 
 def main(argv=None) -> int:
     """``zoo bio msa-lm [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
-    [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N] [--center-rows]
-    [--relabel P] [--params P]``;
+    [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N]
+    [--center-rows | --no-center-rows] [--relabel P] [--params P]``;
     ``--params`` scores a saved model (e.g. the committed ``msa_lm_params.npz``) without
     training it."""
     parser = _eval.app_parser("zoo bio msa-lm", __doc__, APP)
@@ -640,8 +643,9 @@ def main(argv=None) -> int:
                         help="the tied row attention's heads (default Settings.num_heads)")
     parser.add_argument("--column-heads", type=int, default=None, metavar="N",
                         help="the column attention's heads (default Settings.column_heads)")
-    parser.add_argument("--center-rows", action="store_true",
-                        help="centre the tied row attention's queries and keys over the rows")
+    parser.add_argument("--center-rows", action=argparse.BooleanOptionalAction, default=None,
+                        help="centre the tied row attention's queries and keys over the rows "
+                        "(default Settings.center_rows)")
     parser.add_argument("--relabel", type=float, default=None, metavar="P",
                         help="rename the amino acids of a training crop by a random "
                         "permutation with probability P (default Settings.relabel)")
@@ -653,10 +657,10 @@ def main(argv=None) -> int:
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     changes = {"seed": args.seed, "cache_dir": args.cache_dir,
-               "column_attention": not args.no_column_attention,
-               "center_rows": args.center_rows}
+               "column_attention": not args.no_column_attention}
     for name, value in (("steps", args.steps), ("num_heads", args.heads),
-                        ("column_heads", args.column_heads), ("relabel", args.relabel)):
+                        ("column_heads", args.column_heads), ("relabel", args.relabel),
+                        ("center_rows", args.center_rows)):
         if value is not None:
             changes[name] = value
     try:
