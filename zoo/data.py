@@ -596,4 +596,5 @@ def _numpy_format(dataset):
 
 
 __all__ = ["load", "load_fasta", "read_fasta", "require_columns", "CharTokenizer", "pad",
-           "process_rows", "Batches", "Buckets", "Loader", "SequenceEncoding", "columns_loader", "sequence_loader"]
+           "process_rows", "Batches", "Buckets", "Loader", "SequenceEncoding", "columns_loader",
+           "sequence_loader"]

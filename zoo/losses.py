@@ -30,8 +30,9 @@ def cross_entropy(logits: Float[Array, "... V"], labels: Int[Array, "..."],
     """Mean softmax cross-entropy with integer labels, in float32; ``mask`` weights entries.
 
     Labels where the mask is nonzero must lie in ``[0, V)``, checked under ``jit`` too (a
-    ``ValueError`` naming ``labels``, not a NaN loss). Serves classification (``[B, V]`` logits), sequence labelling and language modelling
-    (``[B, T, V]`` logits against ``[B, T]`` labels, padding masked out).
+    ``ValueError`` naming ``labels``, not a NaN loss). Serves classification (``[B, V]``
+    logits), sequence labelling and language modelling (``[B, T, V]`` logits against
+    ``[B, T]`` labels, padding masked out).
 
     >>> logits = jnp.array([[[0.0, 0.0], [5.0, -5.0]]])
     >>> float(cross_entropy(logits, jnp.array([[0, 1]]), jnp.array([[1, 0]])))  # log 2

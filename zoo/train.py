@@ -2,9 +2,9 @@
 
 The families of ``zoo.registry.OWN_LOSS`` define ``loss(params, inputs, targets, cfg, *,
 key=None)`` (the perceptron's criterion makes gradient descent the perceptron rule); the others
-train on their task's default loss from ``zoo.losses.LOSSES`` applied to the model's outputs. Targets are an array, or a dict
-``{"labels": ..., "mask": ...}`` whose mask (1 for real positions, 0 for padding) weights the
-per-position losses::
+train on their task's default loss from ``zoo.losses.LOSSES`` applied to the model's outputs.
+Targets are an array, or a dict ``{"labels": ..., "mask": ...}`` whose mask (1 for real
+positions, 0 for padding) weights the per-position losses::
 
     L = Σ_i m_i ℓ_i / max(Σ_i m_i, 1)
 

@@ -31,8 +31,8 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
 import importlib
 
 _LAZY = ("tokenizers", "fasta", "dna", "features", "metrics", "msa", "structure", "contacts",
-         "contact_eval", "escape", "protein_lm", "msa_lm", "pair_cnn", "dna_models", "localization", "bilstm_lm",
-         "embeddings")
+         "contact_eval", "escape", "protein_lm", "msa_lm", "pair_cnn", "dna_models",
+         "localization", "bilstm_lm", "embeddings")
 
 
 def __getattr__(name):

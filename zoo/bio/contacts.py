@@ -391,8 +391,8 @@ def main(argv=None) -> dict[str, dict[str, float]]:
 
 
 __all__ = ["MI_PSEUDOCOUNT", "RANGES", "TOP", "symmetrize", "apc", "frequencies",
-           "mutual_information", "mi_apc", "plm_dca", "precision_at", "precisions", "contact_density",
-           "family_precisions", "main"]
+           "mutual_information", "mi_apc", "plm_dca", "precision_at", "precisions",
+           "contact_density", "family_precisions", "main"]
 
 if __name__ == "__main__":
     main()

@@ -31,8 +31,8 @@ def chunked_attention(q, k, v, *, mask=None, causal: bool = False,
                       block: int | None = None) -> Float[Array, "B T N H"]:
     """Scaled dot-product attention, one (batch, key/value head) at a time, queries in blocks.
 
-    Same numbers as :func:`zoo.attention.dot_product_attention`. ``lax.map`` runs over the ``B·K`` pairs
-    and, within each, over blocks of ``block`` queries (by default as many as keep the
+    Same numbers as :func:`zoo.attention.dot_product_attention`. ``lax.map`` runs over the
+    ``B·K`` pairs and, within each, over blocks of ``block`` queries (by default as many as keep the
     ``Q·block·S`` float32 scores within :data:`SCORE_BLOCK`): each block's scores are made,
     used and dropped, and its products are plain matrix products on data that stays in
     cache. The softmax is normalised after the product with ``V``:

@@ -119,8 +119,8 @@ def _halos(k, v, valid, tiles, blk):
 def _local_tile(tile, before, after, *, window, causal, blk):
     """Banded attention on one tile: ``tile = (q [B, T, N, H], k, v [B, T, K, H], key valid
     [B, T])`` (``T = J·b``, J blocks), and ``before``/``after``, the ``(k, v, valid)`` of the
-    key block just before and just after the tile (``[B, b, ..]``). Query block ``i`` reads key blocks ``i − 1 .. i + 1``
-    (``i − 1, i`` when causal).
+    key block just before and just after the tile (``[B, b, ..]``). Query block ``i`` reads
+    key blocks ``i − 1 .. i + 1`` (``i − 1, i`` when causal).
 
     Heads move ahead of positions first (``[B, K, J, .., H]``), so both products are batched
     over ``(B, K, J)`` with ``H`` the minor axis of every operand (XLA:CPU transposed ``H``
