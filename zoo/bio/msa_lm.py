@@ -571,8 +571,8 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
     _eval.plot_heads(pred["head_train"], cfg.num_layers, out / "heads.png")
     shown = _eval.HELDOUT_FAMILIES[:3]
     _eval.plot_contact_maps(scores, families, shown, out / "contact_maps.png",
-                          methods=("MI+APC", "best head (MSA LM)",
-                                   "supervised attention (MSA LM)"))
+                            methods=("MI+APC", "best head (MSA LM)",
+                                     "supervised attention (MSA LM)"))
     if result["params_from"] is None:
         save_params(result["params"], out / "msa_lm_params.npz", cfg)
     layer, head = divmod(pred["best_head"], cfg.num_heads)
@@ -611,10 +611,10 @@ def _lm_lines(result: dict, s: Settings) -> list[str]:
     """The report's masked-LM section: how the model was trained (or where it was read
     from) and its masked cross-entropy."""
     how = _eval.provenance_lines(result, f"{s.steps} steps of {s.batch_size} crops ({s.rows} "
-                               f"random rows, ≤ {s.crop} columns); BERT masking 15% "
-                               "(80/10/10) over residues and gaps"
-                               + (f"; a crop's amino acids renamed by a random permutation "
-                                  f"with probability {s.relabel}." if s.relabel else "."))
+                                 f"random rows, ≤ {s.crop} columns); BERT masking 15% "
+                                 "(80/10/10) over residues and gaps"
+                                 + (f"; a crop's amino acids renamed by a random permutation "
+                                    f"with probability {s.relabel}." if s.relabel else "."))
     return ["## Masked LM over alignments", "", *how,
             f"Masked cross-entropy on 8 crops per family: training families "
             f"{result['train_loss']:.3f}, held-out families **{result['heldout_loss']:.3f}** "

@@ -358,7 +358,8 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
         f"(upper triangle; green a contact, red not) of {', '.join(methods)} for "
         f"{', '.join(shown)}.", "",
         _eval.goal_line(result["summary"], "pair CNN",
-                  ("MI+APC", "COV+APC", "best head", "mean of heads", "supervised attention")),
+                        ("MI+APC", "COV+APC", "best head", "mean of heads",
+                         "supervised attention")),
         ""]
     (out / "report.md").write_text("\n".join(lines))
 

@@ -460,7 +460,7 @@ def attention_predictors(params, cfg: transformer.Config, families: dict, *,
     maps = {p: (homolog_head_maps(params, cfg, f, homologs, seed=seed) if homologs
                 else family_head_maps(params, cfg, f)) for p, f in bar}
     return _eval.fit_predictors(maps, families, l1=l1,
-                          tag=f" ({homologs} homologs)" if homologs else "")
+                                tag=f" ({homologs} homologs)" if homologs else "")
 
 
 
@@ -500,7 +500,7 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None, progress: b
                                   seed=settings.seed, progress=progress)
              for k in dict.fromkeys((0, settings.homologs))]
     scores = {"MI+APC": {p: _eval.mi_apc_cached(f, settings.cache_dir, seed=settings.seed,
-                                          max_sequences=settings.max_sequences)
+                                                max_sequences=settings.max_sequences)
                          for p, f in families.items()}}
     for pred in preds:
         scores.update(pred["scores"])
@@ -567,8 +567,8 @@ def write_report(result: dict, preds: list[dict], scores: dict, families: dict,
     shown = _eval.HELDOUT_FAMILIES[:3]
     tag = f" ({s.homologs} homologs)" if s.homologs else ""
     _eval.plot_contact_maps(scores, families, shown, out / "contact_maps.png",
-                      methods=("MI+APC", "best head", "supervised attention")
-                      + (("supervised attention" + tag,) if tag else ()))
+                            methods=("MI+APC", "best head", "supervised attention")
+                            + (("supervised attention" + tag,) if tag else ()))
     if result["params_from"] is None:
         save_params(result["params"], out / "protein_lm_params.npz", cfg)
     lines = [
@@ -600,10 +600,9 @@ def _lm_lines(result: dict, s: Settings) -> list[str]:
     """The report's masked-LM section: how the model was trained (or where it was read
     from) and its held-out perplexity."""
     how = _eval.provenance_lines(result, f"{result['num_train_sequences']} training "
-                                 "sequences "
-                           f"(≤ {s.per_family} per training family, random windows of ≤ "
-                           f"{s.crop} residues), {s.steps} steps of {s.batch_size}; BERT "
-                           "masking 15% (80/10/10).")
+                                 f"sequences (≤ {s.per_family} per training family, random "
+                                 f"windows of ≤ {s.crop} residues), {s.steps} steps of "
+                                 f"{s.batch_size}; BERT masking 15% (80/10/10).")
     return ["## Masked LM", "", *how,
             f"Held-out masked-token perplexity ({result['num_test_sequences']} sequences, "
             f"≤ {s.heldout_per_family} per held-out family): **{result['perplexity']:.2f}** "
