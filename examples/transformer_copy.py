@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from zoo import transformer as tf
+from zoo import kv_cache, transformer as tf
 
 SYMBOLS = 10          # ids 3 .. 12; 0 pad, 1 BOS, 2 mask (unused here)
 
@@ -57,7 +57,7 @@ def train(cfg, *, task="copy", steps=1500, batch_size=64, length=10, lr=1e-3, se
 def exact_accuracy(params, cfg, *, task="copy", n=1000, length=10, seed=123):
     """Fraction of fresh sequences greedy decoding gets entirely right."""
     (src, _), tgt = batch(jax.random.key(seed), n, length, task)
-    out = jax.jit(lambda p, s: tf.greedy_decode(p, s, cfg, length))(params, src)
+    out = jax.jit(lambda p, s: kv_cache.greedy_decode(p, s, cfg, length))(params, src)
     return float(jnp.mean(jnp.all(out == tgt, axis=1)))
 
 

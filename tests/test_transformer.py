@@ -3,6 +3,8 @@ formula; cached decoding against the full pass (also sharded); causality from gr
 attention maps; dropout; bad input; learning on copy and protein data."""
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -12,7 +14,7 @@ import optax
 import pytest
 
 from zoo import attention as A
-from zoo import sharding
+from zoo import kv_cache, sharding
 from zoo import transformer as tf
 from tests._examples import load_example
 from tests.tolerances import SHARDED, assert_close
@@ -137,12 +139,24 @@ def test_cached_decoding_equals_full_pass(name, window):
     full = tf.apply(params, *inputs, cfg=cfg)
     tokens = inputs[-1]
     src = inputs[0] if cfg.kind == "encoder_decoder" else None
-    cache = tf.init_cache(params, cfg, B, tokens.shape[1] + 2, src=src)
-    step = jax.jit(lambda p, c, t: tf.decode_step(p, c, t, cfg))
+    cache = kv_cache.init_cache(params, cfg, B, tokens.shape[1] + 2, src=src)
+    step = jax.jit(lambda p, c, t: kv_cache.decode_step(p, c, t, cfg))
     for t in range(tokens.shape[1]):
         logits, cache = step(params, cache, tokens[:, t])
         assert_close(logits, full[:, t], rtol=1e-5, atol=1e-5)   # decode sums in another order
     assert int(cache.index) == tokens.shape[1]
+
+
+def test_decoding_is_reachable_from_transformer_and_imports_first():
+    """``transformer.greedy_decode`` and the rest are zoo.kv_cache's own objects, an unknown
+    name still fails, and a fresh interpreter can import zoo.kv_cache before the
+    transformer (no import cycle)."""
+    for name in ("KVCache", "init_cache", "decode_step", "greedy_decode"):
+        assert getattr(tf, name) is getattr(kv_cache, name)
+    with pytest.raises(AttributeError, match="no attribute 'beam_decode'"):
+        tf.beam_decode
+    code = "import zoo.kv_cache as k, zoo.transformer as t; assert t.KVCache is k.KVCache"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 @pytest.mark.parametrize("mesh_shape", [(2, 2, 2), (1, 2, 4)])
@@ -150,10 +164,10 @@ def test_sharded_cached_decoding_equals_unsharded(mesh_shape):
     cfg = tf.PRESETS["tiny"]
     params = tf.init(jax.random.key(0), cfg)
     (src, tgt_in), _ = tf.example_batch(jax.random.key(1), cfg, 8)
-    step = jax.jit(lambda p, c, t: tf.decode_step(p, c, t, cfg))
+    step = jax.jit(lambda p, c, t: kv_cache.decode_step(p, c, t, cfg))
 
     def run(params, src, tgt_in):
-        cache = tf.init_cache(params, cfg, 8, tgt_in.shape[1], src=src)
+        cache = kv_cache.init_cache(params, cfg, 8, tgt_in.shape[1], src=src)
         return [step(params, cache := step(params, cache, tgt_in[:, t])[1], tgt_in[:, t])[0]
                 for t in range(3)]
 
@@ -172,7 +186,7 @@ def test_greedy_decoding_inside_a_users_shard_map_equals_unsplit(name):
     cfg = tf.PRESETS[name]
     params = tf.init(jax.random.key(0), cfg)
     src = jax.random.randint(jax.random.key(1), (8, 4), 3, cfg.vocab_size)
-    decode = lambda p, s: tf.greedy_decode(p, s, cfg, 3)
+    decode = lambda p, s: kv_cache.greedy_decode(p, s, cfg, 3)
     mesh = jax.make_mesh((8,), ("shards",), axis_types=(jax.sharding.AxisType.Auto,))
     P = jax.sharding.PartitionSpec
     run = jax.jit(jax.shard_map(decode, mesh=mesh, in_specs=(P(), P("shards")),
@@ -188,7 +202,7 @@ def test_decoding_encoding_and_maps_on_a_users_explicit_mesh(name):
     cfg = tf.PRESETS[name]
     params = tf.init(jax.random.key(0), cfg)
     src = jax.random.randint(jax.random.key(1), (8, 4), 3, cfg.vocab_size)
-    calls = {"greedy": lambda p, s: tf.greedy_decode(p, s, cfg, 3)}
+    calls = {"greedy": lambda p, s: kv_cache.greedy_decode(p, s, cfg, 3)}
     if cfg.kind == "encoder_decoder":
         calls["encode"] = lambda p, s: tf.encode(p, s, cfg, return_weights=True)
         calls.update({stack: lambda p, s, stack=stack: tf.attention_maps(p, s, s, cfg=cfg,
@@ -283,7 +297,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="max_len"):
         tf.apply(params, jnp.ones((B, cfg.max_len + 1), int), cfg=cfg)
     with pytest.raises(ValueError, match="max_len"):
-        tf.init_cache(params, cfg, B, cfg.max_len + 1)
+        kv_cache.init_cache(params, cfg, B, cfg.max_len + 1)
     with pytest.raises(TypeError, match="tokens.*dtype"):
         tf.apply(params, jnp.ones((B, T)), cfg=cfg)
     with pytest.raises(ValueError, match="token array"):
@@ -295,7 +309,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="dropout"):
         tf.Config(vocab_size=8, d_model=8, num_heads=4, d_ff=8, num_layers=1, dropout=1.0)
     with pytest.raises(ValueError, match="src"):
-        tf.init_cache(params, tf.PRESETS["tiny"], B, 4)
+        kv_cache.init_cache(params, tf.PRESETS["tiny"], B, 4)
 
 
 # --- learning --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 # Family and helper modules load on first use, so `import zoo` stays light (no Flax until a
 # model or the interop layer needs it, never `datasets`).
 _LAZY = set(FAMILIES) | {"layers", "sharding", "train", "interop", "registry", "types",
-                         "checkpoints", "losses", "data", "kernels", "bio", "bench"}
+                         "checkpoints", "losses", "data", "kernels", "bio", "bench",
+                         "convolution", "kv_cache"}
 
 
 def save(path, spec, params, **kw):
