@@ -320,6 +320,12 @@ def test_console_entry_refuses_bad_steps(capsys):
     with pytest.raises(SystemExit):
         msa_lm.main(["--heads", "3"])
     assert "divisible by num_heads 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        msa_lm.main(["--crop", "200"])
+    assert "crop 200 is wider than the network's max_cols 192" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        msa_lm.main(["--rows", "0"])
+    assert "rows must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_console_entry_names_the_missing_data(tmp_path, capsys):
@@ -335,8 +341,10 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
     from zoo import cli
     assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick", "--steps", "7",
                      "--no-column-attention", "--heads", "8", "--column-heads", "2",
-                     "--relabel", "0.5", "--center-rows", "--out", str(tmp_path)]) == 0
+                     "--relabel", "0.5", "--center-rows", "--rows", "32", "--crop", "128",
+                     "--out", str(tmp_path)]) == 0
     s = seen["settings"]
+    assert (s.rows, s.crop) == (32, 128)
     assert s.steps == 7 and not s.column_attention and s.eval_draws == msa_lm.QUICK.eval_draws
     assert (s.num_heads, s.column_heads, s.relabel, s.center_rows) == (8, 2, 0.5, True)
     assert s.model_config().center_rows

@@ -298,6 +298,9 @@ class Settings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0 <= self.relabel <= 1:
             raise ValueError(f"relabel must be in [0, 1], got {self.relabel!r}")
+        if self.crop > Config.max_cols:
+            raise ValueError(f"crop {self.crop} is wider than the network's max_cols "
+                             f"{Config.max_cols}")
 
     def model_config(self) -> Config:
         """The :class:`Config`; ``max_cols`` 192 covers the widest alignment (164)."""
@@ -632,7 +635,7 @@ def _network(path) -> dict:
 def main(argv=None) -> int:
     """``zoo bio msa-lm [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
     [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N]
-    [--center-rows | --no-center-rows] [--relabel P] [--params P]``;
+    [--center-rows | --no-center-rows] [--rows N] [--crop N] [--relabel P] [--params P]``;
     ``--params`` scores a saved model (e.g. the committed ``msa_lm_params.npz``) without
     training it."""
     parser = _eval.app_parser("zoo bio msa-lm", __doc__, APP)
@@ -646,6 +649,10 @@ def main(argv=None) -> int:
     parser.add_argument("--center-rows", action=argparse.BooleanOptionalAction, default=None,
                         help="centre the tied row attention's queries and keys over the rows "
                         "(default Settings.center_rows)")
+    parser.add_argument("--rows", type=int, default=None, metavar="N",
+                        help="rows of each training crop (default Settings.rows)")
+    parser.add_argument("--crop", type=int, default=None, metavar="N",
+                        help="most columns of each training crop (default Settings.crop)")
     parser.add_argument("--relabel", type=float, default=None, metavar="P",
                         help="rename the amino acids of a training crop by a random "
                         "permutation with probability P (default Settings.relabel)")
@@ -660,7 +667,8 @@ def main(argv=None) -> int:
                "column_attention": not args.no_column_attention}
     for name, value in (("steps", args.steps), ("num_heads", args.heads),
                         ("column_heads", args.column_heads), ("relabel", args.relabel),
-                        ("center_rows", args.center_rows)):
+                        ("center_rows", args.center_rows), ("rows", args.rows),
+                        ("crop", args.crop)):
         if value is not None:
             changes[name] = value
     try:
