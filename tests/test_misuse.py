@@ -16,7 +16,7 @@ import pytest
 from jax.sharding import AxisType
 
 import zoo
-from zoo import _checks, cnn, mlp, perceptron, seq2seq, sharding
+from zoo import _checks, cnn, kv_cache, mlp, perceptron, seq2seq, sharding
 from zoo import transformer as tf
 
 JIT_ERROR = jax.errors.JaxRuntimeError
@@ -107,7 +107,7 @@ def test_transformer_encoder_decoder_misuse():
     with pytest.raises(ValueError, match=r"pass stack= one of"):
         tf.attention_maps(params, src, tgt[:2], cfg=TF)
     with pytest.raises(ValueError, match=r"src must have batch_size=3 rows, got shape \(2, 5\)"):
-        tf.init_cache(params, TF, 3, 4, src=src)
+        kv_cache.init_cache(params, TF, 3, 4, src=src)
     with pytest.raises(TypeError, match=r"inputs must be a tuple \(src, tgt_in\) of 2 arrays, "
                                         r"got a bare ArrayImpl of shape \(2, 5\)"):
         tf.loss(params, src, src, TF)
@@ -125,39 +125,39 @@ def test_transformer_params_of_another_config_name_the_parameter_and_shapes():
 
 def test_transformer_decoding_misuse():
     params = tf.init(jax.random.key(0), LM)
-    cache = tf.init_cache(params, LM, 2, 2)
+    cache = kv_cache.init_cache(params, LM, 2, 2)
     token = jnp.array([3, 4])
     for _ in range(2):
-        _, cache = tf.decode_step(params, cache, token, LM)
+        _, cache = kv_cache.decode_step(params, cache, token, LM)
     with pytest.raises(ValueError, match=r"cache.index must be < 2, got 2\. The cache holds "
                                          r"max_len=2 positions"):
-        tf.decode_step(params, cache, token, LM)
+        kv_cache.decode_step(params, cache, token, LM)
     with pytest.raises(ValueError, match=r"token has shape \(3\) but the cache was made for "
                                          r"batch_size=2"):
-        tf.decode_step(params, tf.init_cache(params, LM, 2, 2), jnp.array([3, 4, 5]), LM)
+        kv_cache.decode_step(params, kv_cache.init_cache(params, LM, 2, 2), jnp.array([3, 4, 5]), LM)
     with pytest.raises(TypeError, match=r"cache must be a KVCache from init_cache, got tuple"):
-        tf.decode_step(params, tuple(cache), token, LM)
+        kv_cache.decode_step(params, tuple(cache), token, LM)
     with pytest.raises(ValueError, match=r"length must be an integer >= 1, got 0"):
-        tf.greedy_decode(params, jnp.full((2, 3), 4), LM, 0)
+        kv_cache.greedy_decode(params, jnp.full((2, 3), 4), LM, 0)
     with pytest.raises(ValueError, match=r"length=15 after a prompt of 3 token\(s\) needs 17 "
                                          r"positions.*cfg.max_len=16"):
-        tf.greedy_decode(params, jnp.full((2, 3), 4), LM, 15)
+        kv_cache.greedy_decode(params, jnp.full((2, 3), 4), LM, 15)
     with pytest.raises(ValueError, match=r"encoder-only model has no incremental decoding"):
-        tf.init_cache(tf.init(jax.random.key(0), tf.PRESETS["mlm_tiny"]),
+        kv_cache.init_cache(tf.init(jax.random.key(0), tf.PRESETS["mlm_tiny"]),
                       tf.PRESETS["mlm_tiny"], 2, 4)
     with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got 0"):
-        tf.init_cache(params, LM, 0, 4)
+        kv_cache.init_cache(params, LM, 0, 4)
 
 
 def test_transformer_decoding_checks_run_under_jit():
     params = tf.init(jax.random.key(0), LM)
-    step = lambda p, c, t: tf.decode_step(p, c, t, LM)
-    full = tf.init_cache(params, LM, 2, 1)._replace(index=jnp.int32(1))
+    step = lambda p, c, t: kv_cache.decode_step(p, c, t, LM)
+    full = kv_cache.init_cache(params, LM, 2, 1)._replace(index=jnp.int32(1))
     _raises_under_jit(step, params, full, jnp.array([3, 4]),
                       match=r"cache.index must be < 1, got 1")
-    _raises_under_jit(step, params, tf.init_cache(params, LM, 2, 3), jnp.array([3, 99]),
+    _raises_under_jit(step, params, kv_cache.init_cache(params, LM, 2, 3), jnp.array([3, 99]),
                       match=r"token must hold token ids in \[0, 11\], got values from 3 to 99")
-    _raises_under_jit(lambda p, s: tf.greedy_decode(p, s, LM, 2), params,
+    _raises_under_jit(lambda p, s: kv_cache.greedy_decode(p, s, LM, 2), params,
                       jnp.full((2, 3), 4).at[0, 1].set(-1),
                       match=r"src must hold token ids in \[0, 11\], got values from -1 to 4")
 

@@ -1,7 +1,6 @@
 """The Transformer: encoder, decoder, the encoder-decoder of Vaswani et al. (2017), an
 encoder-only masked language model and a decoder-only language model; incremental decoding
-with a key/value cache is :mod:`zoo.kv_cache` (also reachable here as ``transformer.KVCache``,
-``init_cache``, ``decode_step`` and ``greedy_decode``).
+with a key/value cache is :mod:`zoo.kv_cache`.
 
 Each layer wraps its sub-layers (self-attention, cross-attention, position-wise feed-forward)
 in a residual connection with layer norm, after the residual (``norm="post"``, the paper)::
@@ -610,14 +609,3 @@ def _stack_axes(*, cross):
         axes["norm2"] = dict(norm)
     return axes
 
-
-_KV_CACHE = ("KVCache", "init_cache", "decode_step", "greedy_decode")
-
-
-def __getattr__(name):
-    """``transformer.KVCache``, ``init_cache``, ``decode_step`` and ``greedy_decode`` are
-    :mod:`zoo.kv_cache`'s, imported on first use (that module builds on this one)."""
-    if name in _KV_CACHE:
-        from zoo import kv_cache
-        return getattr(kv_cache, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
