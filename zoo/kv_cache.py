@@ -26,6 +26,7 @@ from zoo.transformer import (BOS, PAD, PRESETS, Config, _attend_kv, _check_confi
                              _residual, _residual_aux, init, param_axes)
 from zoo.types import Params
 
+
 class KVCache(NamedTuple):
     """Decoder state carried between :func:`decode_step` calls (returned, never mutated).
 
