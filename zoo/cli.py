@@ -12,8 +12,8 @@ Commands:
     zoo bench [...]           Table 1 of "Attention Is All You Need", measured on this device
     zoo bio APP [...]         the bioinformatics applications on the real data sets (data
                               folder from --data-dir or $ZOO_DATA): contacts, msa-lm,
-                              pair-cnn, mi, dna, embed, localize, escape; "zoo bio APP
-                              --help" for each
+                              msa-ensemble, pair-cnn, mi, dna, embed, localize, escape;
+                              "zoo bio APP --help" for each
 
 Run "zoo COMMAND --help" for a command's options.
 """
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: ``zoo bio APP`` -> the ``zoo.bio`` module whose ``main`` runs it.
-BIO_APPS = {"contacts": "protein_lm", "msa-lm": "msa_lm", "pair-cnn": "pair_cnn", "mi": "contacts",
+BIO_APPS = {"contacts": "protein_lm", "msa-lm": "msa_lm", "msa-ensemble": "msa_ensemble",
+            "pair-cnn": "pair_cnn", "mi": "contacts",
             "dna": "dna_models", "embed": "embeddings", "localize": "localization",
             "escape": "bilstm_lm"}
 

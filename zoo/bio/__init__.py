@@ -17,6 +17,7 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
 * the applications, each run by ``zoo bio APP`` (or ``python -m zoo.bio.<module>``):
   ``protein_lm`` (a masked protein LM and contacts from its attention; ``zoo bio contacts``),
   ``msa_lm`` (an MSA Transformer and contacts from its tied row attention; ``msa-lm``),
+  ``msa_ensemble`` (one regression over several trained MSA LMs' maps; ``msa-ensemble``),
   ``pair_cnn`` (an AlphaFold-v1-style dilated residual CNN on pair features; ``pair-cnn``),
   ``contacts`` (the MI+APC baseline; ``mi``), ``dna_models`` (promoter and splice classifiers
   and a DNA masked LM; ``dna``), ``localization`` (DeepLoc's BiLSTM with attention pooling;
@@ -31,8 +32,8 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
 import importlib
 
 _LAZY = ("tokenizers", "fasta", "dna", "features", "metrics", "msa", "structure", "contacts",
-         "contact_eval", "escape", "protein_lm", "msa_lm", "pair_cnn", "dna_models",
-         "localization", "bilstm_lm", "embeddings")
+         "contact_eval", "escape", "protein_lm", "msa_lm", "msa_ensemble", "pair_cnn",
+         "dna_models", "localization", "bilstm_lm", "embeddings")
 
 
 def __getattr__(name):
