@@ -153,5 +153,10 @@ def test_run_writes_the_report_on_the_full_data(tmp_path):
     assert set(result["cv"]) == {1e-3} and len(result["heldout_loss"]) == 2
     for name in ("report.md", "per_family.csv", "contact_maps.png"):
         assert (tmp_path / "o" / name).is_file()
-    assert "Goal (supervised attention (ensemble) beats MI+APC" in (
-        tmp_path / "o" / "report.md").read_text()
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "Goal (supervised attention (ensemble) beats MI+APC" in report
+    assert result["cached"] == 0 and "0 of the 2 members' maps read from the cache" in report
+    again = msa_ensemble.run(paths, settings, data_dir=DATA, progress=False)
+    assert again["cached"] == 2
+    key = (msa_ensemble.SUPERVISED, "long_P@L/5")
+    assert abs(again["summary"][key[0]][key[1]] - result["summary"][key[0]][key[1]]) < 0.02

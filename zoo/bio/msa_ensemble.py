@@ -125,7 +125,7 @@ def member_maps(path, member: tuple, families: dict, settings: Settings, *,
             if set(families) <= set(data.files):
                 return {p: data[p].astype(np.float64) for p in families}
     params, cfg = member
-    bar = _eval.progress_bar(families.items(), progress, f"maps of {Path(path).name}")
+    bar = _eval.progress_bar(families.items(), progress, f"maps of {path}")
     maps = {p: _msa_lm.family_head_maps(params, cfg, f, rows=settings.eval_rows,
                                         draws=settings.eval_draws, seed=settings.seed)
             for p, f in bar}
@@ -174,6 +174,8 @@ def run(paths, settings: Settings = Settings(), *, data_dir=None, out=None,
     start = time.time()
     members = load_members(paths)
     families = _eval.load_families(_eval.TRAIN_FAMILIES + _eval.HELDOUT_FAMILIES, data_dir)
+    cached = sum(c is not None and c.is_file() for c in (_cache_path(p, settings)
+                                                          for p in paths))
     maps = [member_maps(p, m, families, settings, progress=progress)
             for p, m in zip(paths, members)]
     stacked = {p: stack_maps([m[p] for m in maps]) for p in families}
@@ -194,7 +196,8 @@ def run(paths, settings: Settings = Settings(), *, data_dir=None, out=None,
               "cv": (cross_validate_l1(stacked, families, settings.l1_grid,
                                        folds=settings.folds) if settings.l1_grid else {}),
               "rows": rows, "summary": _eval.summarize(rows),
-              "weights": len(pred["logistic"].w_i), "seconds": time.time() - start}
+              "weights": len(pred["logistic"].w_i), "cached": cached,
+              "seconds": time.time() - start}
     if out is not None:
         write_report(result, scores, families, Path(out))
     return result
@@ -212,7 +215,9 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
     lines = [
         "# Contacts from an ensemble of MSA language models", "",
         f"Command: `python -m zoo.bio.msa_ensemble {' '.join(sys.argv[1:])}`", "",
-        f"Wall time {result['seconds'] / 60:.1f} min on a shared 2-core CPU.", "",
+        f"Wall time {result['seconds'] / 60:.1f} min on a shared 2-core CPU ("
+        f"{result['cached']} of the {len(result['paths'])} members' maps read from the "
+        "cache).", "",
         "## Members", "",
         "| model | file | network | held-out masked CE |", "|---|---|---|---|",
         *[f"| {k} | `{p}` | {_network(c)} | {ce:.3f} |" for k, (p, c, ce) in
@@ -221,8 +226,8 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
         "columns per held-out family, the same crops for every member).", "",
         "## Contacts on the held-out families", "",
         f"Every member reads the same rows of each family: the domain row and "
-        f"{s.eval_rows - 1} rows of its alignment (seed {s.seed}), averaged over "
-        f"{s.eval_draws} draws. Each member's regression is fitted on its own APC maps; "
+        f"{s.eval_rows - 1} rows of its alignment (seed {s.seed}; maps averaged over "
+        f"{s.eval_draws} draw{'s' if s.eval_draws > 1 else ''}). Each member's regression is fitted on its own APC maps; "
         f"the ensemble's on all {result['weights']} maps stacked; λ {s.l1:g} for all, "
         "fitted on the 30 training families.", "",
         *_eval.markdown_tables(result["rows"]), "",
