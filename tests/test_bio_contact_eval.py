@@ -147,3 +147,15 @@ def test_saved_params_names_the_file_of_another_model():
     assert contact_eval.saved_params("p.npz", "config A", read) == {"w": 1}
     with pytest.raises(ValueError, match="p.npz holds a model of config A"):
         contact_eval.saved_params("p.npz", "config B", read)
+
+
+def test_print_summary_writes_one_aligned_line_per_method(capsys):
+    summary = {"MI+APC": {k: 0.5 for k in contact_eval.METRICS},
+               "supervised attention": {k: 0.25 + i / 1000
+                                        for i, k in enumerate(contact_eval.METRICS)}}
+    contact_eval.print_summary(summary)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "MI+APC               long_P@L/5 0.500 long_P@L 0.500 " \
+                       "medium_P@L/5 0.500 medium_P@L 0.500"
+    assert lines[1] == "supervised attention long_P@L/5 0.250 long_P@L 0.251 " \
+                       "medium_P@L/5 0.252 medium_P@L 0.253"

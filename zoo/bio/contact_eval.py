@@ -388,6 +388,13 @@ def goal_line(summary: dict, method: str, others) -> str:
             + "; ".join(parts) + ").")
 
 
+def print_summary(summary: dict) -> None:
+    """One console line per method of :func:`summarize`'s ``summary``: its :data:`METRICS`."""
+    width = max(map(len, summary), default=0) + 1
+    for method, res in summary.items():
+        print(f"{method:{width}}" + " ".join(f"{k} {res[k]:.3f}" for k in METRICS))
+
+
 def count_params(params) -> int:
     """The number of scalars in ``params``."""
     return int(sum(np.size(x) for x in jax.tree.leaves(params)))
@@ -417,4 +424,4 @@ __all__ = ["HELDOUT_FAMILIES", "TRAIN_FAMILIES", "MIN_SEP", "METRICS", "split_fa
            "load_families", "mi_apc_cached", "head_scores", "pair_features", "L1Logistic",
            "fit_l1_logistic", "fit_predictors", "evaluate", "summarize", "markdown_tables",
            "write_csv", "plot_contact_maps", "plot_heads", "provenance_lines", "goal_line",
-           "saved_params", "count_params", "progress_bar", "app_parser"]
+           "saved_params", "print_summary", "count_params", "progress_bar", "app_parser"]

@@ -227,9 +227,9 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
         "## Contacts on the held-out families", "",
         f"Every member reads the same rows of each family: the domain row and "
         f"{s.eval_rows - 1} rows of its alignment (seed {s.seed}; maps averaged over "
-        f"{s.eval_draws} draw{'s' if s.eval_draws > 1 else ''}). Each member's regression is fitted on its own APC maps; "
-        f"the ensemble's on all {result['weights']} maps stacked; λ {s.l1:g} for all, "
-        "fitted on the 30 training families.", "",
+        f"{s.eval_draws} draw{'s' if s.eval_draws > 1 else ''}). Each member's regression is "
+        f"fitted on its own APC maps; the ensemble's on all {result['weights']} maps "
+        f"stacked; λ {s.l1:g} for all, fitted on the 30 training families.", "",
         *_eval.markdown_tables(result["rows"]), "",
         *([f"Check of λ by {s.folds}-fold cross-validation over the training families "
            f"(the ensemble's regression, long-range P@L/5): {cv}.", ""] if cv else []),
@@ -270,13 +270,9 @@ def main(argv=None) -> int:
     from zoo.data import data_dir
     data_dir(_structure.DATASET, root=args.data_dir)      # the clear error, early
     result = run(args.params, settings, data_dir=args.data_dir, out=args.out)
-    for method, res in result["summary"].items():
-        print(f"{method:36} " + " ".join(f"{k} {res[k]:.3f}" for k in _METRICS))
+    _eval.print_summary(result["summary"])
     print(f"report in {args.out}")
     return 0
-
-
-_METRICS = ("long_P@L/5", "long_P@L", "medium_P@L/5", "medium_P@L")
 
 
 __all__ = ["Settings", "QUICK", "load_members", "stack_maps", "member_maps",

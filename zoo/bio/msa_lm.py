@@ -682,13 +682,9 @@ def main(argv=None) -> int:
     from zoo.data import data_dir
     data_dir(_structure.DATASET, root=args.data_dir)      # the clear error, early
     result = run(settings, data_dir=args.data_dir, out=args.out, params=args.params)
-    for method, res in result["summary"].items():
-        print(f"{method:36} " + " ".join(f"{k} {res[k]:.3f}" for k in _METRICS))
+    _eval.print_summary(result["summary"])
     print(f"held-out masked cross-entropy {result['heldout_loss']:.3f}; report in {args.out}")
     return 0
-
-
-_METRICS = ("long_P@L/5", "long_P@L", "medium_P@L/5", "medium_P@L")
 
 
 __all__ = ["MASK", "PAD", "VOCAB", "COLUMN_STEP", "Config", "init", "apply", "loss",

@@ -383,8 +383,7 @@ def main(argv=None) -> int:
     from zoo.data import data_dir
     data_dir(structure.DATASET, root=args.data_dir)
     result = run(settings, data_dir=args.data_dir, out=args.out)
-    for method, res in result["summary"].items():
-        print(f"{method:22} " + " ".join(f"{k} {res[k]:.3f}" for k in _eval.METRICS))
+    _eval.print_summary(result["summary"])
     print(f"report in {args.out}")
     return 0
 

@@ -662,8 +662,7 @@ def main(argv=None) -> int:
     from zoo.data import data_dir
     data_dir(_structure.DATASET, root=args.data_dir)      # the clear error, early
     result = run(settings, data_dir=args.data_dir, out=args.out, params=args.params)
-    for method, res in result["summary"].items():
-        print(f"{method:36} " + " ".join(f"{k} {res[k]:.3f}" for k in _eval.METRICS))
+    _eval.print_summary(result["summary"])
     print(f"held-out perplexity {result['perplexity']:.2f}; report in {args.out}")
     return 0
 
