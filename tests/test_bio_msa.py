@@ -141,3 +141,49 @@ def test_weights_of_a_15k_family_fit_in_a_few_hundred_mb():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 400e6 and len(w) == 15260
+
+
+def _diverse_by_loop(x, count, start=None):
+    """The greedy rule recomputed from scratch at every step, letter by letter."""
+    def hamming(a, b):
+        return sum(int(u != v) for u, v in zip(a, b))
+    chosen = []
+    for _ in range(min(count, len(x))):
+        if start is None and not chosen:
+            chosen.append(0)
+            continue
+        best, best_total = None, -1
+        for a in range(len(x)):
+            if a in chosen:
+                continue
+            total = sum(hamming(x[a], x[s]) for s in chosen)
+            total += 0 if start is None else hamming(x[a], start)
+            if total > best_total:
+                best, best_total = a, total
+        chosen.append(best)
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_diverse_rows_equal_a_direct_loop(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 4, (14, 6)).astype(np.int8)       # 4 letters: ties happen
+    x[5] = x[2]                                            # an exact copy
+    start = rng.integers(0, 4, 6)
+    for count in (1, 5, 14, 20):
+        assert msa.diverse_rows(x, count).tolist() == _diverse_by_loop(x.tolist(), count)
+        assert (msa.diverse_rows(x, count, start=start).tolist()
+                == _diverse_by_loop(x.tolist(), count, start.tolist()))
+
+
+def test_diverse_rows_by_hand_and_errors():
+    x = msa.encode(["AAAA", "AAAC", "CCCC", "GGGG"])
+    assert msa.diverse_rows(x, 3).tolist() == [0, 2, 3]       # the near-copy of row 0 left
+    # From the start CCCC: AAAA and GGGG (4 apart) tie, row 0 wins; then GGGG (4 + 4).
+    assert msa.diverse_rows(x, 2, start=x[2]).tolist() == [0, 3]
+    with pytest.raises(ValueError, match="count must be >= 1, got 0"):
+        msa.diverse_rows(x, 0)
+    with pytest.raises(ValueError, match=r"start must be one row \[4\], got shape \(3,\)"):
+        msa.diverse_rows(x, 2, start=x[0, :3])
+    with pytest.raises(ValueError, match="integer array"):
+        msa.diverse_rows(x.astype(float), 2)

@@ -2,6 +2,7 @@
 the cross-validation of λ against each family's own precision, the console entry and (slow)
 a run on the full data."""
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -55,7 +56,8 @@ def test_member_maps_are_the_members_maps_and_come_back_from_the_cache(tmp_path,
                                                                        monkeypatch):
     fam = structure.load_family("PF00327", TESTDATA)
     families = {"PF00327": fam}
-    settings = msa_ensemble.Settings(eval_rows=6, cache_dir=str(tmp_path / "cache"))
+    settings = msa_ensemble.Settings(eval_rows=6, rows_by="random",
+                                     cache_dir=str(tmp_path / "cache"))
     path = _saved(tmp_path, "a.npz", 0)
     member = msa_lm.load_params(path)
     want = msa_lm.family_head_maps(*member, fam, rows=6, seed=0)
@@ -72,10 +74,22 @@ def test_member_maps_are_the_members_maps_and_come_back_from_the_cache(tmp_path,
     with pytest.raises(AssertionError, match="read again"):
         msa_ensemble.member_maps(other, msa_lm.load_params(other), families, settings,
                                  progress=False)
-    with pytest.raises(AssertionError, match="read again"):    # another row count too
-        msa_ensemble.member_maps(path, member, families,
-                                 msa_ensemble.Settings(eval_rows=5, cache_dir=settings.cache_dir),
-                                 progress=False)
+    for changed in ({"eval_rows": 5}, {"rows_by": "diverse"}, {"seed": 1}):
+        with pytest.raises(AssertionError, match="read again"):   # other rows: other entry
+            msa_ensemble.member_maps(path, member, families,
+                                     dataclasses.replace(settings, **changed), progress=False)
+
+
+def test_member_maps_read_the_diverse_rows_by_default(tmp_path):
+    fam = structure.load_family("PF00327", TESTDATA)
+    path = _saved(tmp_path, "a.npz", 0)
+    member = msa_lm.load_params(path)
+    settings = msa_ensemble.Settings(eval_rows=6, cache_dir=str(tmp_path / "cache"))
+    assert settings.rows_by == "diverse"
+    got = msa_ensemble.member_maps(path, member, {"PF00327": fam}, settings, progress=False)
+    want = msa_lm.head_maps(*member, msa_lm.family_rows(fam, 6, rows_by="diverse"))
+    np.testing.assert_allclose(got["PF00327"], want, atol=1e-6)
+    assert len(list((tmp_path / "cache").glob("msa_maps_*_6_diverse.npz"))) == 1
 
 
 def test_cross_validation_scores_every_training_family_once():
@@ -107,6 +121,10 @@ def test_settings_refuse_bad_values_by_name():
         msa_ensemble.Settings(folds=0)
     with pytest.raises(ValueError, match="l1 and l1_grid must be > 0"):
         msa_ensemble.Settings(l1=0.0)
+    with pytest.raises(ValueError, match="rows_by must be one of .*got 'best'"):
+        msa_ensemble.Settings(rows_by="best")
+    with pytest.raises(ValueError, match="eval_draws must be 1 with rows_by 'diverse'"):
+        msa_ensemble.Settings(eval_draws=2)
 
 
 def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch, capsys):
@@ -116,11 +134,12 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch, capsys)
         paths=paths, settings=settings, **kw) or {"summary": {}})
     from zoo import cli
     assert cli.main(["bio", "msa-ensemble", str(one), str(two), "--data-dir", str(TESTDATA),
-                     "--rows", "33", "--l1", "0.003", "--seed", "2", "--cache-dir",
-                     str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 0
+                     "--rows", "33", "--l1", "0.003", "--seed", "2", "--rows-by", "random",
+                     "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 0
     s = seen["settings"]
     assert seen["paths"] == [str(one), str(two)] and seen["out"] == str(tmp_path / "o")
-    assert (s.eval_rows, s.l1, s.seed, s.cache_dir) == (33, 0.003, 2, str(tmp_path / "c"))
+    assert (s.eval_rows, s.l1, s.seed, s.rows_by, s.cache_dir) == (33, 0.003, 2, "random",
+                                                                   str(tmp_path / "c"))
     assert s.l1_grid == msa_ensemble.Settings().l1_grid
     assert cli.main(["bio", "msa-ensemble", str(one), str(two), "--data-dir", str(TESTDATA),
                      "--quick"]) == 0

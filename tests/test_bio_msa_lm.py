@@ -258,6 +258,33 @@ def test_family_rows_put_the_domain_first():
         msa_lm.family_head_maps(params, cfg, fam, draws=0)
 
 
+def test_family_rows_diverse_take_the_farthest_eligible_rows():
+    fam = structure.load_family("PF00327", TESTDATA)
+    domain = msa.encode([fam.domain])[0]
+    aligned = fam.alignment.encoded()
+    eligible = protein_lm.homolog_rows(fam, len(aligned) + 1)
+    x = msa_lm.family_rows(fam, 6, rows_by="diverse", seed=0)
+    assert x.shape == (6, aligned.shape[1])
+    np.testing.assert_array_equal(x[0], domain)
+    np.testing.assert_array_equal(x, msa_lm.family_rows(fam, 6, rows_by="diverse", seed=3))
+    picked = [next(b for b in eligible if (aligned[b] == row).all()) for row in x[1:]]
+    assert len(set(picked)) == 5                           # distinct eligible rows
+    farthest = eligible[np.argmax((aligned[eligible] != domain).sum(1))]
+    assert farthest in picked                              # the first greedy pick
+    far = (aligned[picked] != domain).sum(1).mean()
+    drawn = (aligned[protein_lm.homolog_rows(fam, 6, seed=0)] != domain).sum(1).mean()
+    assert far > drawn
+    assert len(msa_lm.family_rows(fam, 1, rows_by="diverse")) == 1
+    with pytest.raises(ValueError, match="rows_by must be one of .*got 'best'"):
+        msa_lm.family_rows(fam, 6, rows_by="best")
+    cfg = _tiny(max_cols=64)
+    params = msa_lm.init(jax.random.key(0), cfg)
+    with pytest.raises(ValueError, match="draws must be 1 with rows_by 'diverse'"):
+        msa_lm.family_head_maps(params, cfg, fam, rows=4, draws=2, rows_by="diverse")
+    with pytest.raises(ValueError, match="eval_draws must be 1 with rows_by 'diverse'"):
+        msa_lm.Settings(rows_by="diverse", eval_draws=2)
+
+
 def test_save_and_load_params_round_trip(tmp_path):
     cfg = _tiny(column_attention=False)
     params = msa_lm.init(jax.random.key(0), cfg)
@@ -342,9 +369,9 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
     assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick", "--steps", "7",
                      "--no-column-attention", "--heads", "8", "--column-heads", "2",
                      "--relabel", "0.5", "--center-rows", "--rows", "32", "--crop", "128",
-                     "--out", str(tmp_path)]) == 0
+                     "--rows-by", "diverse", "--out", str(tmp_path)]) == 0
     s = seen["settings"]
-    assert (s.rows, s.crop) == (32, 128)
+    assert (s.rows, s.crop, s.rows_by) == (32, 128, "diverse")
     assert s.steps == 7 and not s.column_attention and s.eval_draws == msa_lm.QUICK.eval_draws
     assert (s.num_heads, s.column_heads, s.relabel, s.center_rows) == (8, 2, 0.5, True)
     assert s.model_config().center_rows
@@ -354,6 +381,7 @@ def test_console_entry_passes_its_settings_to_run(tmp_path, monkeypatch):
     assert seen["settings"].center_rows is False
     assert cli.main(["bio", "msa-lm", "--data-dir", str(TESTDATA), "--quick"]) == 0
     assert seen["settings"].center_rows is msa_lm.Settings().center_rows
+    assert seen["settings"].rows_by == msa_lm.Settings().rows_by == "random"
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ with θ = 0.8 by default. (plmDCA counts ``id > θ`` instead of ``≥``; the two
 pairs exactly at the threshold.)
 
 Shape letters: ``B`` sequences of the alignment (the batch), ``T`` alignment columns,
-``V`` alphabet size (21).
+``V`` alphabet size (21), ``K`` rows chosen from an alignment.
 
 >>> aln = parse_alignment(">s1\\nAC-d\\n>s2\\nA.CGe\\n")
 >>> aln.rows, aln.sequences
@@ -46,6 +46,8 @@ References:
     infer Potts models", Physical Review E 87, 2013. https://doi.org/10.1103/PhysRevE.87.012707
     R. D. Finn et al., "The Pfam protein families database", Nucleic Acids Research 44, 2016
     (the A2M/Pfam convention of match and insert states). https://doi.org/10.1093/nar/gkv1344
+    R. Rao et al., "MSA Transformer", ICML 2021 (diversity-maximising row selection,
+    :func:`diverse_rows`). https://doi.org/10.1101/2021.02.12.430858
 """
 
 import dataclasses
@@ -230,6 +232,44 @@ def effective_count(weights: Float[np.ndarray, "B"]) -> float:
     return float(np.sum(weights))
 
 
+def diverse_rows(msa: Int[np.ndarray, "B T"], count: int, *,
+                 start: Int[np.ndarray, "T"] | None = None) -> Int[np.ndarray, "K"]:
+    """Indices of ``K = min(count, B)`` rows of ``msa`` chosen greedily for diversity, as
+    the MSA Transformer subsamples (Rao et al. 2021): with ``S`` the rows chosen so far (and
+    ``start``, when given, counted as chosen), the next row is
+
+        argmax_{a ∉ S}  Σ_{s ∈ S} h(a, s),      h(a, s) = Σ_t [x_at ≠ x_st]  (Hamming)
+
+    ties going to the lowest index; without ``start`` the first pick is row 0. The result
+    is sorted. An MSA language model read on these rows sees the family's spread rather
+    than its most populated clade.
+
+    >>> diverse_rows(encode(["AAAA", "AAAC", "CCCC", "GGGG"]), 3).tolist()  # not the near-copy
+    [0, 2, 3]
+
+    Raises:
+        ValueError: for a ``msa`` that is not a rank-2 integer array of codes, a ``count``
+            below 1, or a ``start`` that is not ``[T]``.
+    """
+    msa = _check_msa(msa)
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count!r}")
+    total = np.zeros(len(msa), np.int64)
+    if start is not None:
+        start = np.asarray(start)
+        if start.shape != msa.shape[1:]:
+            raise ValueError(f"start must be one row [{msa.shape[1]}], got shape "
+                             f"{start.shape}")
+        total += (msa != start).sum(1)
+    chosen = np.zeros(len(msa), bool)
+    for _ in range(min(count, len(msa))):
+        pick = 0 if start is None and not chosen.any() else int(
+            np.argmax(np.where(chosen, -1, total)))
+        chosen[pick] = True
+        total += (msa != msa[pick]).sum(1)
+    return np.flatnonzero(chosen)
+
+
 def _check_msa(msa) -> np.ndarray:
     msa = np.asarray(msa)
     if msa.ndim != 2 or not np.issubdtype(msa.dtype, np.integer):
@@ -241,4 +281,4 @@ def _check_msa(msa) -> np.ndarray:
 
 
 __all__ = ["ALPHABET", "GAP", "NUM_STATES", "Alignment", "parse_alignment", "read_alignment",
-           "encode", "sequence_weights", "effective_count"]
+           "encode", "sequence_weights", "effective_count", "diverse_rows"]

@@ -14,7 +14,8 @@ one regression over all their heads reads the contacts better than over any one 
 Every member is also scored alone (its own regression, the same λ), beside MI+APC.
 
 The maps of a model are kept, when ``cache_dir`` is given, as
-``<cache_dir>/msa_maps_<sha256 of the file, 16 hex>_<rows>_<draws>_<seed>.npz``: a model
+``<cache_dir>/msa_maps_<sha256 of the file, 16 hex>_<rows>_<draws>_<seed>.npz`` (``…_<rows>
+_diverse.npz`` for the diverse rows): a model
 is read once per setting, whichever ensembles it joins.
 
 Shape letters: ``T`` alignment columns, ``I`` maps (all models' heads, model-major).
@@ -50,8 +51,10 @@ class Settings:
     """How the members read the families.
 
     Attributes:
-        eval_rows, eval_draws, seed: the rows each family is read from
-            (:func:`zoo.bio.msa_lm.family_head_maps`), the same for every member.
+        eval_rows, eval_draws, seed, rows_by: the rows each family is read from
+            (:func:`zoo.bio.msa_lm.family_head_maps`), the same for every member; the most
+            diverse rows (``"diverse"``) read the ensemble's contacts better than a random
+            draw, by cross-validation over the training families (the report gives both).
         l1: the regressions' λ (the members' own and the ensemble's).
         folds: the folds of the check of λ by cross-validation over the training families.
         l1_grid: the λ values that check compares.
@@ -60,6 +63,7 @@ class Settings:
     eval_rows: int = 512
     eval_draws: int = 1
     seed: int = 0
+    rows_by: str = "diverse"
     l1: float = 1e-3
     folds: int = 3
     l1_grid: tuple = (3e-4, 1e-3, 3e-3)
@@ -69,6 +73,7 @@ class Settings:
         for name in ("eval_rows", "eval_draws", "folds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        _msa_lm.check_rows_by(self.rows_by, self.eval_draws)
         if not self.l1 > 0 or not all(v > 0 for v in self.l1_grid):
             raise ValueError(f"l1 and l1_grid must be > 0, got {self.l1!r}, {self.l1_grid!r}")
 
@@ -111,7 +116,8 @@ def _cache_path(path, settings: Settings) -> Path | None:
         return None
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     s = settings
-    return Path(s.cache_dir) / f"msa_maps_{digest}_{s.eval_rows}_{s.eval_draws}_{s.seed}.npz"
+    tag = "diverse" if s.rows_by == "diverse" else f"{s.eval_draws}_{s.seed}"
+    return Path(s.cache_dir) / f"msa_maps_{digest}_{s.eval_rows}_{tag}.npz"
 
 
 def member_maps(path, member: tuple, families: dict, settings: Settings, *,
@@ -127,7 +133,8 @@ def member_maps(path, member: tuple, families: dict, settings: Settings, *,
     params, cfg = member
     bar = _eval.progress_bar(families.items(), progress, f"maps of {path}")
     maps = {p: _msa_lm.family_head_maps(params, cfg, f, rows=settings.eval_rows,
-                                        draws=settings.eval_draws, seed=settings.seed)
+                                        draws=settings.eval_draws, seed=settings.seed,
+                                        rows_by=settings.rows_by)
             for p, f in bar}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -225,9 +232,9 @@ def write_report(result: dict, scores: dict, families: dict, out: Path) -> None:
         "Held-out masked CE: `zoo.bio.msa_lm.heldout_loss` (8 crops of 64 rows × 64 "
         "columns per held-out family, the same crops for every member).", "",
         "## Contacts on the held-out families", "",
-        f"Every member reads the same rows of each family: the domain row and "
-        f"{s.eval_rows - 1} rows of its alignment (seed {s.seed}; maps averaged over "
-        f"{s.eval_draws} draw{'s' if s.eval_draws > 1 else ''}). Each member's regression is "
+        "Every member reads the same rows of each family: "
+        f"{_msa_lm.rows_phrase(s.eval_rows, s.eval_draws, s.seed, s.rows_by)}. Each "
+        "member's regression is "
         f"fitted on its own APC maps; the ensemble's on all {result['weights']} maps "
         f"stacked; λ {s.l1:g} for all, fitted on the 30 training families.", "",
         *_eval.markdown_tables(result["rows"]), "",
@@ -244,7 +251,7 @@ def _network(cfg: dict) -> str:
 
 def main(argv=None) -> int:
     """``zoo bio msa-ensemble PARAMS PARAMS [PARAMS …] [--quick] [--data-dir D] [--out O]
-    [--seed S] [--rows N] [--l1 L] [--cache-dir C]``."""
+    [--seed S] [--rows N] [--rows-by random|diverse] [--l1 L] [--cache-dir C]``."""
     parser = argparse.ArgumentParser(prog="zoo bio msa-ensemble",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("params", nargs="+", metavar="PARAMS",
@@ -252,14 +259,18 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="read 64 rows, no λ check")
     parser.add_argument("--data-dir", default=None, help="the data root (default $ZOO_DATA)")
     parser.add_argument("--out", default=f"benchmarks/results/bio/{APP}")
-    parser.add_argument("--seed", type=int, default=None, help="the rows' draw")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the rows' draw (with --rows-by random)")
+    parser.add_argument("--rows-by", choices=_msa_lm.ROW_SELECTIONS, default=None,
+                        help="how the rows are chosen (default Settings.rows_by)")
     parser.add_argument("--rows", type=int, default=None, metavar="N",
                         help="rows each family is read from (default Settings.eval_rows)")
     parser.add_argument("--l1", type=float, default=None, help="the regressions' λ")
     parser.add_argument("--cache-dir", default=None, help="keep MI+APC and head maps here")
     args = parser.parse_args(argv)
     changes = {k: v for k, v in (("seed", args.seed), ("eval_rows", args.rows),
-                                 ("l1", args.l1), ("cache_dir", args.cache_dir))
+                                 ("rows_by", args.rows_by), ("l1", args.l1),
+                                 ("cache_dir", args.cache_dir))
                if v is not None}
     try:
         settings = dataclasses.replace(QUICK if args.quick else Settings(), **changes)

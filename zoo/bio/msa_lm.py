@@ -28,7 +28,8 @@ the cross-entropy over the 21 states at the selected tokens. With ``relabel`` ``
 it from the crop's rows rather than recall it from the training families.
 
 **Contacts.** A family's alignment, the domain row first and ``eval_rows − 1`` rows of
-:func:`zoo.bio.protein_lm.homolog_rows`, runs through the model at its full width. Every
+:func:`zoo.bio.protein_lm.homolog_rows` (a random draw, or the most diverse of them:
+:func:`family_rows`), runs through the model at its full width. Every
 head's map (averaged over ``eval_draws`` draws of the rows) is made symmetric and
 APC-corrected, and gives the same three predictors as the single-sequence LM
 (:func:`zoo.bio.contact_eval.fit_predictors`: best head and logistic regression chosen and
@@ -82,6 +83,8 @@ PAD = _msa.NUM_STATES + 1
 VOCAB = _msa.NUM_STATES + 2
 #: :func:`head_maps` pads an alignment's columns up to a multiple of this.
 COLUMN_STEP = 32
+#: How :func:`family_rows` chooses the rows besides the domain's.
+ROW_SELECTIONS = ("random", "diverse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +255,27 @@ def loss(params: dict, inputs: Int[Array, "A B T"], targets: Int[Array, "A B T"]
 
 # --- the run's settings ------------------------------------------------------------------------
 
+def rows_phrase(rows: int, draws: int, seed: int, rows_by: str) -> str:
+    """The reports' words for the rows :func:`family_head_maps` reads."""
+    if rows_by == "diverse":
+        return (f"the domain row and the {rows - 1} rows of its alignment chosen for "
+                "diversity (`zoo.bio.msa.diverse_rows`)")
+    return (f"the domain row and {rows - 1} random rows of its alignment "
+            f"(`zoo.bio.protein_lm.homolog_rows`, seed {seed}), averaged over {draws} "
+            f"draw{'s' if draws > 1 else ''}")
+
+
+def check_rows_by(rows_by: str, draws: int, *, draws_name: str = "eval_draws") -> None:
+    """Raises ``ValueError`` unless ``rows_by`` is one of :data:`ROW_SELECTIONS` and, for
+    ``"diverse"`` (rows that do not depend on the seed), ``draws`` (called ``draws_name``
+    in the message) is 1."""
+    if rows_by not in ROW_SELECTIONS:
+        raise ValueError(f"rows_by must be one of {ROW_SELECTIONS}, got {rows_by!r}")
+    if rows_by == "diverse" and draws != 1:
+        raise ValueError(f"{draws_name} must be 1 with rows_by 'diverse' (every draw is "
+                         f"the same rows), got {draws!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """The MSA LM run (:func:`run`).
@@ -265,9 +289,10 @@ class Settings:
             warm-up then cosine decay, as :func:`train`).
         relabel: the probability that a training crop's amino acids are renamed
             (:func:`relabel_states`); 0 trains on the letters as they are.
-        eval_rows, eval_draws: the rows of each family's alignment read for its maps (the
-            domain and ``eval_rows − 1`` others), and the draws averaged; reading more
-            rows than a crop holds lowers the maps' noise (the logits are row means).
+        eval_rows, eval_draws, rows_by: the rows of each family's alignment read for its
+            maps (the domain and ``eval_rows − 1`` others, chosen as ``rows_by``, one of
+            :data:`ROW_SELECTIONS`), and the draws averaged; reading more rows than a crop
+            holds lowers the maps' noise (the logits are row means).
         l1: λ of the supervised head's L1 penalty.
         seed: data, masking, initialisation and row-draw seed.
         cache_dir: where MI+APC maps are cached between runs (``None``: no cache).
@@ -288,6 +313,7 @@ class Settings:
     relabel: float = 0.0
     eval_rows: int = 512
     eval_draws: int = 1
+    rows_by: str = "random"
     l1: float = 1e-3
     seed: int = 0
     cache_dir: str | None = None
@@ -296,6 +322,7 @@ class Settings:
         for name in ("rows", "crop", "batch_size", "steps", "eval_rows", "eval_draws"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        check_rows_by(self.rows_by, self.eval_draws)
         if not 0 <= self.relabel <= 1:
             raise ValueError(f"relabel must be in [0, 1], got {self.relabel!r}")
         if self.crop > Config.max_cols:
@@ -422,12 +449,27 @@ def train(settings: Settings, msas: list, *, log_every: int = 50, progress: bool
 
 # --- contacts from the tied row attention ------------------------------------------------------
 
-def family_rows(family, rows: int, *, seed: int = 0) -> Int[np.ndarray, "B T"]:
+def family_rows(family, rows: int, *, seed: int = 0, rows_by: str = "random"
+                ) -> Int[np.ndarray, "B T"]:
     """The alignment the model reads for ``family``: the domain's aligned row first, then
-    the ``rows − 1`` (or fewer) rows of :func:`zoo.bio.protein_lm.homolog_rows` drawn with
-    ``seed``, as :func:`zoo.bio.msa.encode` ids."""
-    pick = _lm.homolog_rows(family, rows, seed=seed)
-    return np.concatenate([_msa.encode([family.domain]), family.alignment.encoded()[pick]])
+    ``rows − 1`` (or fewer) of the rows :func:`zoo.bio.protein_lm.homolog_rows` finds
+    eligible, as :func:`zoo.bio.msa.encode` ids: drawn with ``seed``
+    (``rows_by="random"``) or chosen greedily to be far from the domain and from each other
+    (``rows_by="diverse"``, :func:`zoo.bio.msa.diverse_rows`; ``seed`` unused).
+
+    Raises:
+        ValueError: if ``rows_by`` is not one of :data:`ROW_SELECTIONS`.
+    """
+    check_rows_by(rows_by, 1)
+    domain = _msa.encode([family.domain])
+    aligned = family.alignment.encoded()
+    if rows_by == "random":
+        pick = _lm.homolog_rows(family, rows, seed=seed)
+    else:
+        eligible = _lm.homolog_rows(family, len(aligned) + 1)
+        pick = eligible[_msa.diverse_rows(aligned[eligible], rows - 1, start=domain[0])
+                        ] if rows > 1 else eligible[:0]
+    return np.concatenate([domain, aligned[pick]])
 
 
 def head_maps(params: dict, cfg: Config, msa: Int[np.ndarray, "B T"]
@@ -459,16 +501,19 @@ def _maps_jit(params, tokens, cfg):
 
 
 def family_head_maps(params: dict, cfg: Config, family, *, rows: int = 64, draws: int = 1,
-                     seed: int = 0) -> Float[np.ndarray, "I T T"]:
+                     seed: int = 0, rows_by: str = "random") -> Float[np.ndarray, "I T T"]:
     """:func:`head_maps` averaged over ``draws`` draws of :func:`family_rows` (seeds
-    ``seed, seed + 1, …``), on the family's alignment columns.
+    ``seed, seed + 1, …``; ``rows_by`` as there), on the family's alignment columns.
 
     Raises:
-        ValueError: if ``rows < 1`` or ``draws < 1``.
+        ValueError: if ``rows < 1`` or ``draws < 1``, or ``draws > 1`` with
+            ``rows_by="diverse"`` (its rows do not depend on the seed).
     """
     if rows < 1 or draws < 1:
         raise ValueError(f"rows and draws must be >= 1, got {rows!r} and {draws!r}")
-    return np.mean([head_maps(params, cfg, family_rows(family, rows, seed=seed + d))
+    check_rows_by(rows_by, draws, draws_name="draws")
+    return np.mean([head_maps(params, cfg, family_rows(family, rows, seed=seed + d,
+                                                       rows_by=rows_by))
                     for d in range(draws)], axis=0)
 
 
@@ -509,7 +554,8 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None,
         weights, history = saved, []
     bar = _eval.progress_bar(families.items(), progress, "row attention maps")
     maps = {p: family_head_maps(weights, cfg, f, rows=settings.eval_rows,
-                                draws=settings.eval_draws, seed=settings.seed) for p, f in bar}
+                                draws=settings.eval_draws, seed=settings.seed,
+                                rows_by=settings.rows_by) for p, f in bar}
     pred = _eval.fit_predictors(maps, families, l1=settings.l1, tag=" (MSA LM)")
     scores = {"MI+APC": {p: _eval.mi_apc_cached(f, settings.cache_dir, seed=settings.seed)
                          for p, f in families.items()}, **pred["scores"]}
@@ -594,8 +640,7 @@ def write_report(result: dict, pred: dict, scores: dict, families: dict, out: Pa
         f"seed {s.seed}.", "",
         *_lm_lines(result, s),
         "## Contacts on the held-out families", "",
-        f"Each family's maps: the domain row and {s.eval_rows - 1} rows of its alignment "
-        f"(`zoo.bio.protein_lm.homolog_rows`), averaged over {s.eval_draws} draws; "
+        f"Each family's maps: {rows_phrase(s.eval_rows, s.eval_draws, s.seed, s.rows_by)}; "
         "symmetrised and APC-corrected. Mean over the 10 held-out families (contacts: Cβ < "
         "8 Å, Cα for glycine; long range |i − j| ≥ 24, medium 12–23):", "",
         *_eval.markdown_tables(result["rows"]), "",
@@ -635,7 +680,8 @@ def _network(path) -> dict:
 def main(argv=None) -> int:
     """``zoo bio msa-lm [--quick] [--data-dir D] [--out O] [--seed S] [--steps N]
     [--cache-dir C] [--no-column-attention] [--heads N] [--column-heads N]
-    [--center-rows | --no-center-rows] [--rows N] [--crop N] [--relabel P] [--params P]``;
+    [--center-rows | --no-center-rows] [--rows N] [--crop N] [--relabel P]
+    [--rows-by random|diverse] [--params P]``;
     ``--params`` scores a saved model (e.g. the committed ``msa_lm_params.npz``) without
     training it."""
     parser = _eval.app_parser("zoo bio msa-lm", __doc__, APP)
@@ -656,6 +702,9 @@ def main(argv=None) -> int:
     parser.add_argument("--relabel", type=float, default=None, metavar="P",
                         help="rename the amino acids of a training crop by a random "
                         "permutation with probability P (default Settings.relabel)")
+    parser.add_argument("--rows-by", choices=ROW_SELECTIONS, default=None,
+                        help="how the rows the maps are read from are chosen (default "
+                        "Settings.rows_by)")
     parser.add_argument("--params", default=None, metavar="NPZ", help="score this "
                         f"save_params file (e.g. benchmarks/results/bio/{APP}/msa_lm_params.npz) "
                         "instead of training; its network replaces --heads, --column-heads, "
@@ -668,7 +717,7 @@ def main(argv=None) -> int:
     for name, value in (("steps", args.steps), ("num_heads", args.heads),
                         ("column_heads", args.column_heads), ("relabel", args.relabel),
                         ("center_rows", args.center_rows), ("rows", args.rows),
-                        ("crop", args.crop)):
+                        ("crop", args.crop), ("rows_by", args.rows_by)):
         if value is not None:
             changes[name] = value
     try:
@@ -690,8 +739,8 @@ def main(argv=None) -> int:
 __all__ = ["MASK", "PAD", "VOCAB", "COLUMN_STEP", "Config", "init", "apply", "loss",
            "tied_row_attention", "column_attention", "mask_msa", "sample_crop",
            "relabel_states", "train", "family_rows", "head_maps", "family_head_maps",
-           "Settings", "QUICK", "heldout_loss", "run", "save_params", "load_params",
-           "write_report", "main"]
+           "Settings", "QUICK", "ROW_SELECTIONS", "check_rows_by", "rows_phrase",
+           "heldout_loss", "run", "save_params", "load_params", "write_report", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
