@@ -277,6 +277,8 @@ def test_family_rows_diverse_take_the_farthest_eligible_rows():
     assert len(msa_lm.family_rows(fam, 1, rows_by="diverse")) == 1
     with pytest.raises(ValueError, match="rows_by must be one of .*got 'best'"):
         msa_lm.family_rows(fam, 6, rows_by="best")
+    with pytest.raises(ValueError, match="rows must be >= 1 .*got 0"):
+        msa_lm.family_rows(fam, 0, rows_by="diverse")
     cfg = _tiny(max_cols=64)
     params = msa_lm.init(jax.random.key(0), cfg)
     with pytest.raises(ValueError, match="draws must be 1 with rows_by 'diverse'"):

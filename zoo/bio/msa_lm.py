@@ -458,8 +458,10 @@ def family_rows(family, rows: int, *, seed: int = 0, rows_by: str = "random"
     (``rows_by="diverse"``, :func:`zoo.bio.msa.diverse_rows`; ``seed`` unused).
 
     Raises:
-        ValueError: if ``rows_by`` is not one of :data:`ROW_SELECTIONS`.
+        ValueError: if ``rows < 1`` or ``rows_by`` is not one of :data:`ROW_SELECTIONS`.
     """
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1 (the domain alone), got {rows!r}")
     check_rows_by(rows_by, 1)
     domain = _msa.encode([family.domain])
     aligned = family.alignment.encoded()
