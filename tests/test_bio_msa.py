@@ -181,8 +181,9 @@ def test_diverse_rows_by_hand_and_errors():
     assert msa.diverse_rows(x, 3).tolist() == [0, 2, 3]       # the near-copy of row 0 left
     # From the start CCCC: AAAA and GGGG (4 apart) tie, row 0 wins; then GGGG (4 + 4).
     assert msa.diverse_rows(x, 2, start=x[2]).tolist() == [0, 3]
-    with pytest.raises(ValueError, match="count must be >= 1, got 0"):
-        msa.diverse_rows(x, 0)
+    assert msa.diverse_rows(x, 0).tolist() == []
+    with pytest.raises(ValueError, match="count must be >= 0, got -1"):
+        msa.diverse_rows(x, -1)
     with pytest.raises(ValueError, match=r"start must be one row \[4\], got shape \(3,\)"):
         msa.diverse_rows(x, 2, start=x[0, :3])
     with pytest.raises(ValueError, match="integer array"):

@@ -248,12 +248,12 @@ def diverse_rows(msa: Int[np.ndarray, "B T"], count: int, *,
     [0, 2, 3]
 
     Raises:
-        ValueError: for a ``msa`` that is not a rank-2 integer array of codes, a ``count``
-            below 1, or a ``start`` that is not ``[T]``.
+        ValueError: for a ``msa`` that is not a rank-2 integer array of codes, a negative
+            ``count``, or a ``start`` that is not ``[T]``.
     """
     msa = _check_msa(msa)
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count!r}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count!r}")
     total = np.zeros(len(msa), np.int64)
     if start is not None:
         start = np.asarray(start)

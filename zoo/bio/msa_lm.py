@@ -469,8 +469,7 @@ def family_rows(family, rows: int, *, seed: int = 0, rows_by: str = "random"
         pick = _lm.homolog_rows(family, rows, seed=seed)
     else:
         eligible = _lm.homolog_rows(family, len(aligned) + 1)
-        pick = eligible[_msa.diverse_rows(aligned[eligible], rows - 1, start=domain[0])
-                        ] if rows > 1 else eligible[:0]
+        pick = eligible[_msa.diverse_rows(aligned[eligible], rows - 1, start=domain[0])]
     return np.concatenate([domain, aligned[pick]])
 
 
