@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.bio import contact_eval, contacts, msa, msa_lm, protein_lm, structure
+from zoo.bio import contact_eval, contacts, msa, msa_lm, msa_transformer, protein_lm, structure
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 TESTDATA = Path(__file__).parent / "data" / "bio" / "pfam"
@@ -34,7 +34,7 @@ def _np_softmax(z):
 
 @pytest.mark.parametrize("center", [False, True])
 def test_tied_row_attention_matches_a_numpy_loop(center):
-    p = msa_lm._attn_init(jax.random.key(1), 8)
+    p = msa_transformer._attn_init(jax.random.key(1), 8)
     x = np.asarray(jax.random.normal(jax.random.key(2), (1, 3, 5, 8)), np.float64)
     valid = np.array([[1, 1, 1, 1, 0]])
     out, a = msa_lm.tied_row_attention(p, jnp.asarray(x, jnp.float32), jnp.asarray(valid), 2,
@@ -60,7 +60,7 @@ def test_tied_row_attention_matches_a_numpy_loop(center):
 
 
 def test_column_attention_matches_a_numpy_loop():
-    p = msa_lm._attn_init(jax.random.key(3), 8)
+    p = msa_transformer._attn_init(jax.random.key(3), 8)
     x = np.asarray(jax.random.normal(jax.random.key(4), (1, 4, 3, 8)), np.float64)
     out = msa_lm.column_attention(p, jnp.asarray(x, jnp.float32), 2)
     q, k, v = (_np_heads(p[n], x[0], 2) for n in ("q", "k", "v"))
@@ -80,12 +80,13 @@ def test_column_attention_matches_a_numpy_loop():
 def test_column_attention_gradient_matches_the_explicit_path(monkeypatch):
     # the dispatch picks the platform's kernel (the blocked one on CPU); the explicit
     # weights-returning path is the reference for its values and its backward pass
-    p = msa_lm._attn_init(jax.random.key(5), 8)
+    p = msa_transformer._attn_init(jax.random.key(5), 8)
     x = jax.random.normal(jax.random.key(6), (2, 40, 3, 8))
     f = lambda p, x: jnp.sum(jnp.sin(msa_lm.column_attention(p, x, 2)))
     got = jax.grad(f, argnums=(0, 1))(p, x)
-    monkeypatch.setattr(msa_lm._attention, "attend",
-                        lambda q, k, v: msa_lm._attention.dot_product_attention(q, k, v))
+    attention = msa_transformer._attention
+    monkeypatch.setattr(attention, "attend",
+                        lambda q, k, v: attention.dot_product_attention(q, k, v))
     want = jax.grad(f, argnums=(0, 1))(p, x)
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
@@ -151,8 +152,8 @@ def test_column_heads_reach_the_column_attention(monkeypatch):
     params = msa_lm.init(jax.random.key(0), _tiny(num_heads=4))
     same = [msa_lm.apply(params, tokens, _tiny(num_heads=4, column_heads=h)) for h in (None, 4)]
     np.testing.assert_array_equal(np.asarray(same[0]), np.asarray(same[1]))
-    seen, plain = [], msa_lm.column_attention
-    monkeypatch.setattr(msa_lm, "column_attention",
+    seen, plain = [], msa_transformer.column_attention
+    monkeypatch.setattr(msa_transformer, "column_attention",
                         lambda p, x, n: seen.append(n) or plain(p, x, n))
     one = msa_lm.apply(params, tokens, _tiny(num_heads=4, column_heads=1))
     assert seen == [1, 1]                                   # both layers, one column head
