@@ -15,14 +15,7 @@ Shape letters: ``B`` batch (proteins), ``T`` positions.
 >>> composition(["MKV"]).shape, float(composition(["MKV"])[0, :20].sum())
 ((1, 420), 1.0)
 
-References:
-    Almagro Armenteros J.J., Sønderby C.K., Sønderby S.K., Nielsen H., Winther O. "DeepLoc:
-    prediction of protein subcellular localization using deep learning." Bioinformatics
-    33(21):3387-3395, 2017. https://doi.org/10.1093/bioinformatics/btx431
-
-    Stärk H., Dallago C., Heinzinger M., Rost B. "Light attention predicts protein location
-    from the language of life." Bioinformatics Advances 1(1):vbab035, 2021.
-    https://doi.org/10.1093/bioadv/vbab035
+References: those of :mod:`zoo.bio.localization_model` (DeepLoc; setHARD).
 """
 
 import argparse
