@@ -1,9 +1,7 @@
-"""Tests of zoo.bio.msa_lm: tied row and column attention against NumPy loops, the
-invariances of the tied maps, masking and cropping, the maps → APC readout, parameters on
-disk, and a short training run whose tied attention finds coupled columns of alignments it
-never saw."""
+"""Tests of zoo.bio.msa_lm: masking and cropping, the maps → APC read-out, the rows read,
+the console, and a short training run whose tied attention finds coupled columns of
+alignments it never saw (the network itself: tests/test_bio_msa_transformer.py)."""
 
-import json
 from pathlib import Path
 
 import jax
@@ -11,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.bio import contact_eval, contacts, msa, msa_lm, msa_transformer, protein_lm, structure
+from zoo.bio import contact_eval, contacts, msa, msa_lm, protein_lm, structure
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 TESTDATA = Path(__file__).parent / "data" / "bio" / "pfam"
@@ -20,76 +18,6 @@ TESTDATA = Path(__file__).parent / "data" / "bio" / "pfam"
 def _tiny(**kw):
     return msa_lm.Config(**{"d_model": 8, "num_heads": 2, "d_ff": 16, "num_layers": 2,
                             "max_cols": 12, **kw})
-
-
-def _np_heads(p, x, n):
-    y = x @ np.asarray(p["w"], np.float64) + np.asarray(p["b"], np.float64)
-    return y.reshape(*y.shape[:-1], n, -1)
-
-
-def _np_softmax(z):
-    e = np.exp(z - z.max())
-    return e / e.sum()
-
-
-@pytest.mark.parametrize("center", [False, True])
-def test_tied_row_attention_matches_a_numpy_loop(center):
-    p = msa_transformer._attn_init(jax.random.key(1), 8)
-    x = np.asarray(jax.random.normal(jax.random.key(2), (1, 3, 5, 8)), np.float64)
-    valid = np.array([[1, 1, 1, 1, 0]])
-    out, a = msa_lm.tied_row_attention(p, jnp.asarray(x, jnp.float32), jnp.asarray(valid), 2,
-                                       center=center)
-    q, k, v = (_np_heads(p[n], x[0], 2) for n in ("q", "k", "v"))        # [R, C, N, H]
-    r_, c_, n_, h_ = q.shape
-    if center:                                     # each column's mean over the 3 rows
-        q = q - sum(q[r] for r in range(r_)) / r_
-        k = k - sum(k[r] for r in range(r_)) / r_
-    want_a = np.zeros((n_, c_, c_))
-    o = np.zeros((r_, c_, n_, h_))
-    for n in range(n_):
-        for i in range(c_):
-            logits = np.array([sum(q[r, i, n] @ k[r, j, n] for r in range(r_))
-                               for j in range(4)]) / (r_ * np.sqrt(h_))   # 4 valid keys
-            want_a[n, i, :4] = _np_softmax(logits)
-            for r in range(r_):
-                o[r, i, n] = sum(want_a[n, i, j] * v[r, j, n] for j in range(c_))
-    want = _np_heads({"w": p["o"]["w"], "b": p["o"]["b"]}, o.reshape(r_, c_, -1), 1)
-    np.testing.assert_allclose(np.asarray(a[0]), want_a, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(out[0]), want.reshape(r_, c_, -1), rtol=1e-4,
-                               atol=1e-5)
-
-
-def test_column_attention_matches_a_numpy_loop():
-    p = msa_transformer._attn_init(jax.random.key(3), 8)
-    x = np.asarray(jax.random.normal(jax.random.key(4), (1, 4, 3, 8)), np.float64)
-    out = msa_lm.column_attention(p, jnp.asarray(x, jnp.float32), 2)
-    q, k, v = (_np_heads(p[n], x[0], 2) for n in ("q", "k", "v"))
-    r_, c_, n_, h_ = q.shape
-    o = np.zeros_like(q)
-    for c in range(c_):
-        for n in range(n_):
-            for r in range(r_):
-                w = _np_softmax(np.array([q[r, c, n] @ k[s, c, n] for s in range(r_)])
-                                / np.sqrt(h_))
-                o[r, c, n] = w @ v[:, c, n]
-    want = _np_heads({"w": p["o"]["w"], "b": p["o"]["b"]}, o.reshape(r_, c_, -1), 1)
-    np.testing.assert_allclose(np.asarray(out[0]), want.reshape(r_, c_, -1), rtol=1e-4,
-                               atol=1e-5)
-
-
-def test_column_attention_gradient_matches_the_explicit_path(monkeypatch):
-    # the dispatch picks the platform's kernel (the blocked one on CPU); the explicit
-    # weights-returning path is the reference for its values and its backward pass
-    p = msa_transformer._attn_init(jax.random.key(5), 8)
-    x = jax.random.normal(jax.random.key(6), (2, 40, 3, 8))
-    f = lambda p, x: jnp.sum(jnp.sin(msa_lm.column_attention(p, x, 2)))
-    got = jax.grad(f, argnums=(0, 1))(p, x)
-    attention = msa_transformer._attention
-    monkeypatch.setattr(attention, "attend",
-                        lambda q, k, v: attention.dot_product_attention(q, k, v))
-    want = jax.grad(f, argnums=(0, 1))(p, x)
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
 
 
 def test_head_maps_do_not_depend_on_the_column_padding():
@@ -104,60 +32,12 @@ def test_head_maps_do_not_depend_on_the_column_padding():
     np.testing.assert_allclose(msa_lm.head_maps(params, cfg, x), want, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("column_attention", [True, False])
-def test_tied_maps_ignore_row_order_and_logits_follow_it(column_attention):
-    cfg = _tiny(column_attention=column_attention)
-    params = msa_lm.init(jax.random.key(0), cfg)
-    x = jax.random.randint(jax.random.key(5), (1, 6, 7), 0, 21)
-    perm = np.array([3, 0, 5, 1, 4, 2])
-    logits, maps = msa_lm.apply(params, x, cfg, return_maps=True)
-    logits_p, maps_p = msa_lm.apply(params, x[:, perm], cfg, return_maps=True)
-    np.testing.assert_allclose(np.asarray(maps_p), np.asarray(maps), atol=1e-5)
-    np.testing.assert_allclose(np.asarray(logits_p), np.asarray(logits)[:, perm], atol=1e-4)
-
-
-def test_pad_columns_change_nothing_on_the_real_columns():
-    cfg = _tiny()
-    params = msa_lm.init(jax.random.key(0), cfg)
-    x = np.asarray(jax.random.randint(jax.random.key(6), (1, 4, 5), 0, 21))
-    padded = np.concatenate([x, np.full((1, 4, 3), msa_lm.PAD)], axis=2)
-    logits, maps = msa_lm.apply(params, jnp.asarray(x), cfg, return_maps=True)
-    logits_p, maps_p = msa_lm.apply(params, jnp.asarray(padded), cfg, return_maps=True)
-    np.testing.assert_allclose(np.asarray(logits_p)[:, :, :5], np.asarray(logits), atol=1e-4)
-    np.testing.assert_allclose(np.asarray(maps_p)[..., :5, :5], np.asarray(maps), atol=1e-5)
-    assert float(np.abs(np.asarray(maps_p)[..., :5, 5:]).max()) == 0.0   # no weight on pads
-
-
-def test_apply_and_config_refuse_bad_input_by_name():
-    cfg = _tiny()
-    params = msa_lm.init(jax.random.key(0), cfg)
-    with pytest.raises(ValueError, match=r"\[A, B, T\]"):
-        msa_lm.apply(params, jnp.zeros((3, 5), jnp.int32), cfg)
-    with pytest.raises(ValueError, match="max_cols 12"):
-        msa_lm.apply(params, jnp.zeros((1, 2, 13), jnp.int32), cfg)
-    with pytest.raises(ValueError, match="divisible by num_heads"):
-        msa_lm.Config(d_model=10, num_heads=4)
-    with pytest.raises(ValueError, match="num_layers"):
-        msa_lm.Config(num_layers=0)
-    with pytest.raises(ValueError, match="divisible by column_heads 3"):
-        msa_lm.Config(d_model=8, num_heads=2, column_heads=3)
-    with pytest.raises(ValueError, match="column_heads must be >= 1"):
-        msa_lm.Config(column_heads=0)
-    with pytest.raises(ValueError, match="eval_rows"):
-        msa_lm.Settings(eval_rows=0)
-
-
-def test_column_heads_reach_the_column_attention(monkeypatch):
-    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 21, (1, 3, 6)), jnp.int32)
-    params = msa_lm.init(jax.random.key(0), _tiny(num_heads=4))
-    same = [msa_lm.apply(params, tokens, _tiny(num_heads=4, column_heads=h)) for h in (None, 4)]
-    np.testing.assert_array_equal(np.asarray(same[0]), np.asarray(same[1]))
-    seen, plain = [], msa_transformer.column_attention
-    monkeypatch.setattr(msa_transformer, "column_attention",
-                        lambda p, x, n: seen.append(n) or plain(p, x, n))
-    one = msa_lm.apply(params, tokens, _tiny(num_heads=4, column_heads=1))
-    assert seen == [1, 1]                                   # both layers, one column head
-    assert float(jnp.abs(one - same[0]).max()) > 1e-4
+def test_settings_refuse_bad_sizes_by_name():
+    for name in ("rows", "crop", "batch_size", "steps", "eval_rows", "eval_draws"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+            msa_lm.Settings(**{name: 0})
+    with pytest.raises(ValueError, match="crop 200 is wider than the network's max_cols 192"):
+        msa_lm.Settings(crop=200)
 
 
 def test_masking_rule_on_counts():
@@ -286,30 +166,6 @@ def test_family_rows_diverse_take_the_farthest_eligible_rows():
         msa_lm.family_head_maps(params, cfg, fam, rows=4, draws=2, rows_by="diverse")
     with pytest.raises(ValueError, match="eval_draws must be 1 with rows_by 'diverse'"):
         msa_lm.Settings(rows_by="diverse", eval_draws=2)
-
-
-def test_save_and_load_params_round_trip(tmp_path):
-    cfg = _tiny(column_attention=False)
-    params = msa_lm.init(jax.random.key(0), cfg)
-    msa_lm.save_params(params, tmp_path / "p.npz", cfg)
-    back, cfg_back = msa_lm.load_params(tmp_path / "p.npz")
-    assert cfg_back == cfg
-    assert jax.tree.structure(back) == jax.tree.structure(params)
-    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
-        np.testing.assert_allclose(a, np.asarray(b, np.float16), rtol=1e-3)
-
-
-@pytest.mark.parametrize("center", [False, True])
-def test_load_params_reads_a_config_without_center_rows_as_not_centred(tmp_path, center):
-    cfg = _tiny(center_rows=center)
-    msa_lm.save_params(msa_lm.init(jax.random.key(0), cfg), tmp_path / "p.npz", cfg)
-    with np.load(tmp_path / "p.npz") as data:
-        files = dict(data)
-    fields = json.loads(str(files["__config__"]))
-    assert fields.pop("center_rows") is center
-    np.savez(tmp_path / "old.npz", **{**files, "__config__": json.dumps(fields)})
-    assert msa_lm.load_params(tmp_path / "p.npz")[1].center_rows is center
-    assert msa_lm.load_params(tmp_path / "old.npz")[1].center_rows is False
 
 
 def _copy_family(rng, m=64, c=16):
