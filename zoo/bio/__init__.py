@@ -16,7 +16,7 @@ Submodules, each loaded on first use (``import zoo.bio`` imports none of them, a
   best-head, mean and logistic-regression predictors from maps, their scores, report pieces).
 * the applications' models and reports, apart from their runs: ``msa_transformer`` (the MSA
   Transformer's network and its parameter files), ``localization_model`` and
-  ``localization_report``, ``dna_report``.
+  ``localization_report``, ``dna_report``, ``escape_report`` (the viral-escape run's).
 * the applications, each run by ``zoo bio APP`` (or ``python -m zoo.bio.<module>``):
   ``protein_lm`` (a masked protein LM and contacts from its attention; ``zoo bio contacts``),
   ``msa_lm`` (an MSA Transformer and contacts from its tied row attention; ``msa-lm``),
@@ -37,7 +37,8 @@ import importlib
 _LAZY = ("tokenizers", "fasta", "dna", "features", "metrics", "msa", "structure", "contacts",
          "contact_eval", "escape", "protein_lm", "msa_lm", "msa_ensemble", "pair_cnn",
          "dna_models", "localization", "bilstm_lm", "embeddings", "msa_transformer",
-         "localization_model", "localization_report", "dna_report")
+         "localization_model", "localization_report", "dna_report",
+         "escape_report")
 
 
 def __getattr__(name):
