@@ -12,6 +12,7 @@ import pytest
 
 from tests.tolerances import assert_close
 from zoo.bio import bilstm_lm as lm
+from zoo.bio import escape_report
 from zoo.bio import escape
 
 FULL = Path(__file__).parents[2] / "shared" / "data"
@@ -289,7 +290,7 @@ def test_read_mutant_scores(tmp_path):
     path.write_text("virus,pos,wt,mut,log10_prob,change,is_escape\n"
                     "flu_h1,0,M,A,-2.0000,0.5,1\nflu_h1,0,M,C,-1.0000,0.25,0\n"
                     "hiv,29,E,K,-3.0000,1.5,0\n")
-    got = lm.read_mutant_scores(path)
+    got = escape_report.read_mutant_scores(path)
     assert list(got) == ["flu_h1", "hiv"]
     np.testing.assert_allclose(got["flu_h1"].prob, [0.01, 0.1])
     np.testing.assert_array_equal(got["flu_h1"].is_escape, [True, False])

@@ -55,8 +55,6 @@ from jaxtyping import Array, Float, Int
 
 from zoo import _checks, rnn
 from zoo.bio import tokenizers
-from zoo.bio.escape_report import (evescape_table, plot_curves, read_mutant_scores,
-                                   write_report)
 from zoo.types import Params
 
 
@@ -498,7 +496,8 @@ def run(settings: Settings = Settings(), *, data_dir=None, out=None) -> dict:
     result.update(_comparisons(scored, data_dir))
     result["seconds"] = time.perf_counter() - start
     if out is not None:
-        write_report(Path(out), settings, result, scored, log)
+        from zoo.bio import escape_report   # with zoo.bio.escape: scipy, at report time
+        escape_report.write_report(Path(out), settings, result, scored, log)
     return result
 
 
@@ -583,8 +582,7 @@ __all__ = ["Config", "PRESETS", "init", "apply", "embed", "loss", "reverse_padde
            "read_corpus", "default_corpus", "encode_corpus", "sample_batch", "make_step",
            "train", "evaluate", "save_params", "load_params", "WILDTYPES", "Settings",
            "QUICK", "wildtype", "score_virus", "score_mutants_progress", "run",
-           "evescape_comparison", "unigram_nll", "write_report", "read_mutant_scores",
-           "evescape_table", "plot_curves", "main"]
+           "evescape_comparison", "unigram_nll", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())
